@@ -1,0 +1,269 @@
+//! The 6-digit code: generated from the OS CSPRNG, stored only as an HMAC,
+//! checked in constant time by [`verify`].
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Number of distinct codes (000000 to 999999).
+const CODE_SPACE: u32 = 1_000_000;
+/// Largest multiple of `CODE_SPACE` that fits in a u32: draws at or above it
+/// are thrown away so every code is equally likely (no modulo bias).
+const ACCEPT_BELOW: u32 = u32::MAX - (u32::MAX % CODE_SPACE);
+
+/// A fresh code. Its `Debug` is redacted so it cannot slip into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Code(u32);
+
+/// The OS random source failed; no code can be made safely.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomSourceError(getrandom::Error);
+
+impl Code {
+    /// Draws a uniformly distributed code from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, RandomSourceError> {
+        Self::generate_with(|| getrandom::u32().map_err(RandomSourceError))
+    }
+
+    /// Rejection sampling over any source of u32 draws.
+    fn generate_with<E>(mut draw: impl FnMut() -> Result<u32, E>) -> Result<Self, E> {
+        loop {
+            let value = draw()?;
+            if value < ACCEPT_BELOW {
+                return Ok(Self(value % CODE_SPACE));
+            }
+        }
+    }
+
+    /// The six digits, no separator (`012345`): what the HMAC covers.
+    pub fn digits(&self) -> String {
+        format!("{:06}", self.0)
+    }
+
+    /// The code as shown to people: `012-345`.
+    pub fn display(&self) -> String {
+        format!("{:03}-{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Code(<redacted>)")
+    }
+}
+
+/// `codeHash` as stored: lowercase hex of HMAC-SHA256(secret, `challengeId:code`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodeHash(String);
+
+impl CodeHash {
+    /// Computes the stored hash of `code` for `challenge_id`.
+    pub fn new(secret: &[u8], challenge_id: &str, code: &Code) -> Self {
+        Self(hex::encode(
+            mac(secret, challenge_id, &code.digits())
+                .finalize()
+                .into_bytes(),
+        ))
+    }
+
+    /// The lowercase hex string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CodeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeHash(<redacted>)")
+    }
+}
+
+fn mac(secret: &[u8], challenge_id: &str, digits: &str) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(challenge_id.as_bytes());
+    mac.update(b":");
+    mac.update(digits.as_bytes());
+    mac
+}
+
+/// Checks a code typed by a user against a challenge's stored `codeHash` and
+/// `codeExpireAt` (epoch seconds), for the login flow.
+///
+/// `code` may be written `123456` or `123-456`; surrounding whitespace is
+/// ignored. Returns false for an expired code (`now_secs >= code_expire_at`),
+/// a malformed code or hash, or a mismatch. The comparison of the MACs is
+/// constant-time.
+pub fn verify(
+    secret: &[u8],
+    challenge_id: &str,
+    code: &str,
+    code_hash: &str,
+    code_expire_at: i64,
+    now_secs: i64,
+) -> bool {
+    if now_secs >= code_expire_at {
+        return false;
+    }
+    let Some(digits) = normalize_typed_code(code) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(code_hash) else {
+        return false;
+    };
+    mac(secret, challenge_id, &digits)
+        .verify_slice(&expected)
+        .is_ok()
+}
+
+/// `123456`, `123-456` or either with whitespace around → `123456`.
+fn normalize_typed_code(code: &str) -> Option<String> {
+    let code = code.trim();
+    let digits: String = match code.len() {
+        6 => code.to_string(),
+        7 if code.as_bytes()[3] == b'-' => format!("{}{}", &code[..3], &code[4..]),
+        _ => return None,
+    };
+    digits.bytes().all(|b| b.is_ascii_digit()).then_some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn digits_and_display_are_zero_padded() {
+        let code = Code(7);
+        assert_eq!(code.digits(), "000007");
+        assert_eq!(code.display(), "000-007");
+        assert_eq!(Code(123_456).display(), "123-456");
+    }
+
+    #[test]
+    fn draws_at_or_above_the_acceptance_bound_are_rejected() {
+        let mut draws = vec![u32::MAX, ACCEPT_BELOW, ACCEPT_BELOW - 1].into_iter();
+        let code = Code::generate_with(|| Ok::<_, ()>(draws.next().unwrap())).unwrap();
+        assert_eq!(code, Code((ACCEPT_BELOW - 1) % CODE_SPACE));
+        assert_eq!(code.0, 999_999);
+        assert_eq!(ACCEPT_BELOW % CODE_SPACE, 0);
+    }
+
+    #[test]
+    fn random_source_failure_is_an_error_not_a_panic() {
+        assert!(Code::generate_with(|| Err::<u32, _>("no entropy")).is_err());
+    }
+
+    #[test]
+    fn generated_codes_are_six_digits_and_vary() {
+        let codes: std::collections::HashSet<String> = (0..200)
+            .map(|_| Code::generate().unwrap().digits())
+            .collect();
+        assert!(codes
+            .iter()
+            .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
+        assert!(
+            codes.len() > 190,
+            "200 draws from a million should rarely repeat"
+        );
+    }
+
+    #[test]
+    fn each_digit_position_is_uniform() {
+        // Chi-square over 100,000 codes, 9 degrees of freedom per position;
+        // 27.88 is the 0.999 quantile, so a fair generator fails 1 run in 1000
+        // per position.
+        let n = 100_000;
+        let mut counts = [[0u32; 10]; 6];
+        for _ in 0..n {
+            for (pos, b) in Code::generate().unwrap().digits().bytes().enumerate() {
+                counts[pos][(b - b'0') as usize] += 1;
+            }
+        }
+        let expected = f64::from(n) / 10.0;
+        for (pos, row) in counts.iter().enumerate() {
+            let chi2: f64 = row
+                .iter()
+                .map(|&c| (f64::from(c) - expected).powi(2) / expected)
+                .sum();
+            assert!(
+                chi2 < 27.88,
+                "position {pos}: chi-square {chi2:.2}, counts {row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hash_is_lowercase_hex_hmac_of_id_colon_digits() {
+        // Reference value computed independently:
+        // printf '%s' 'abc:012345' | openssl dgst -sha256 -hmac 0123456789abcdef0123456789abcdef
+        let hash = CodeHash::new(SECRET, "abc", &Code(12_345));
+        assert_eq!(
+            hash.as_str(),
+            "6459e2ed9840c36b8f42f71c31d6460918eb7dac14b3ce7de1bcd804515c6845"
+        );
+    }
+
+    #[test]
+    fn verify_accepts_the_code_in_both_spellings_until_it_expires() {
+        let code = Code(42_017);
+        let hash = CodeHash::new(SECRET, "ch1", &code);
+        for typed in ["042017", "042-017", " 042017\n"] {
+            assert!(
+                verify(SECRET, "ch1", typed, hash.as_str(), 100, 99),
+                "{typed:?}"
+            );
+        }
+        assert!(
+            !verify(SECRET, "ch1", "042017", hash.as_str(), 100, 100),
+            "expired at the second"
+        );
+        assert!(!verify(SECRET, "ch1", "042017", hash.as_str(), 100, 500));
+    }
+
+    #[test]
+    fn verify_rejects_wrong_code_challenge_secret_or_malformed_input() {
+        let hash = CodeHash::new(SECRET, "ch1", &Code(42_017));
+        let h = hash.as_str();
+        assert!(!verify(SECRET, "ch1", "042018", h, 100, 0));
+        assert!(!verify(SECRET, "ch2", "042017", h, 100, 0));
+        assert!(!verify(
+            b"another-secret-another-secret-xx",
+            "ch1",
+            "042017",
+            h,
+            100,
+            0
+        ));
+        for typed in [
+            "",
+            "42017",
+            "0420170",
+            "04201a",
+            "042 017",
+            "04-2017",
+            "٠٤٢٠١٧",
+            "042–017",
+        ] {
+            assert!(!verify(SECRET, "ch1", typed, h, 100, 0), "{typed:?}");
+        }
+        assert!(!verify(SECRET, "ch1", "042017", "not-hex", 100, 0));
+        assert!(!verify(SECRET, "ch1", "042017", &h[..62], 100, 0));
+        assert!(!verify(SECRET, "ch1", "042017", "", 100, 0));
+    }
+
+    #[test]
+    fn debug_never_shows_code_or_hash() {
+        let code = Code(987_654);
+        let hash = CodeHash::new(SECRET, "x", &code);
+        let shown = format!("{code:?} {hash:?}");
+        assert!(!shown.contains("987"));
+        assert!(!shown.contains(&hash.as_str()[..8]));
+    }
+}

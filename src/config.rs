@@ -1,0 +1,302 @@
+//! Configuration: read and validated once at start-up, then shared read-only.
+
+use std::fmt;
+
+use crate::email::Language;
+
+/// Shortest `CODE_HMAC_SECRET` accepted, in bytes (HMAC-SHA256 key strength).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Everything the function needs from its environment.
+#[derive(Clone)]
+pub struct Config {
+    /// Table of two-factor challenges (`CHALLENGES_TABLE`).
+    pub challenges_table: String,
+    /// Table of users, read only (`USERS_TABLE`).
+    pub users_table: String,
+    /// Table of rate-limit counters (`RATE_LIMIT_TABLE`).
+    pub rate_limit_table: String,
+    /// The From address of the email (`SENDER_EMAIL`).
+    pub sender_email: String,
+    /// Key of the stored code HMAC (`CODE_HMAC_SECRET`).
+    pub code_hmac_secret: HmacSecret,
+    /// SES configuration set, if any (`SES_CONFIGURATION_SET`).
+    pub ses_configuration_set: Option<String>,
+    /// Requests per window per caller (`RATE_LIMIT_MAX`).
+    pub rate_limit_max: u32,
+    /// Length of a rate-limit window in seconds (`RATE_LIMIT_WINDOW_SECONDS`).
+    pub rate_limit_window_seconds: u32,
+    /// Lifetime of a code in seconds (`CODE_TTL_SECONDS`).
+    pub code_ttl_seconds: u32,
+    /// Codes one challenge may receive (`MAX_CODES_PER_CHALLENGE`).
+    pub max_codes_per_challenge: u32,
+    /// ALB only: which `X-Forwarded-For` entry, from the right, is the caller.
+    pub trusted_proxy_hops: u32,
+    /// Email language for users without one (`DEFAULT_LANGUAGE`).
+    pub default_language: Language,
+}
+
+/// The HMAC key; its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct HmacSecret(Vec<u8>);
+
+impl HmacSecret {
+    /// Wraps key bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HmacSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HmacSecret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("challenges_table", &self.challenges_table)
+            .field("users_table", &self.users_table)
+            .field("rate_limit_table", &self.rate_limit_table)
+            .field("code_hmac_secret", &self.code_hmac_secret)
+            .field("ses_configuration_set", &self.ses_configuration_set)
+            .field("rate_limit_max", &self.rate_limit_max)
+            .field("rate_limit_window_seconds", &self.rate_limit_window_seconds)
+            .field("code_ttl_seconds", &self.code_ttl_seconds)
+            .field("max_codes_per_challenge", &self.max_codes_per_challenge)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .field("default_language", &self.default_language)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A variable that is missing or invalid; names it and says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable} {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it (never its value: it may be a secret).
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable name → its value).
+    /// An empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let required = |name: &'static str| {
+            get(name).ok_or_else(|| ConfigError {
+                variable: name,
+                problem: "is required but not set".into(),
+            })
+        };
+        let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => match raw.parse::<u32>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err(ConfigError {
+                        variable: name,
+                        problem: format!("must be a whole number from 1 to {}", u32::MAX),
+                    }),
+                },
+            }
+        };
+
+        let secret = required("CODE_HMAC_SECRET")?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError {
+                variable: "CODE_HMAC_SECRET",
+                problem: format!("must be at least {MIN_SECRET_BYTES} bytes long"),
+            });
+        }
+        let sender_email = required("SENDER_EMAIL")?;
+        if !is_plausible_sender(&sender_email) {
+            return Err(ConfigError {
+                variable: "SENDER_EMAIL",
+                problem: "must be an address like a@example.com or Name <a@example.com>".into(),
+            });
+        }
+        let default_language = match get("DEFAULT_LANGUAGE") {
+            None => Language::En,
+            Some(tag) => Language::parse_exact(&tag).ok_or_else(|| ConfigError {
+                variable: "DEFAULT_LANGUAGE",
+                problem: format!(
+                    "must be one of the supported languages: {}",
+                    Language::ALL.map(Language::tag).join(", ")
+                ),
+            })?,
+        };
+
+        Ok(Self {
+            challenges_table: required("CHALLENGES_TABLE")?,
+            users_table: required("USERS_TABLE")?,
+            rate_limit_table: required("RATE_LIMIT_TABLE")?,
+            sender_email,
+            code_hmac_secret: HmacSecret::new(secret.into_bytes()),
+            ses_configuration_set: get("SES_CONFIGURATION_SET"),
+            rate_limit_max: number("RATE_LIMIT_MAX", 5)?,
+            rate_limit_window_seconds: number("RATE_LIMIT_WINDOW_SECONDS", 60)?,
+            code_ttl_seconds: number("CODE_TTL_SECONDS", 600)?,
+            max_codes_per_challenge: number("MAX_CODES_PER_CHALLENGE", 5)?,
+            trusted_proxy_hops: number("TRUSTED_PROXY_HOPS", 1)?,
+            default_language,
+        })
+    }
+}
+
+/// `a@b.c` or `Display Name <a@b.c>`, no line breaks (they would forge headers).
+fn is_plausible_sender(value: &str) -> bool {
+    if value.chars().any(char::is_control) {
+        return false;
+    }
+    let address = match (value.rfind('<'), value.ends_with('>')) {
+        (Some(open), true) => &value[open + 1..value.len() - 1],
+        (None, false) => value,
+        _ => return false,
+    };
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("CHALLENGES_TABLE", "challenges".to_string()),
+            ("USERS_TABLE", "users".to_string()),
+            ("RATE_LIMIT_TABLE", "limits".to_string()),
+            (
+                "SENDER_EMAIL",
+                "Rocket.Chat <no-reply@example.com>".to_string(),
+            ),
+            ("CODE_HMAC_SECRET", "s".repeat(32)),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_unset() {
+        let config = load(&base()).expect("valid");
+        assert_eq!(config.rate_limit_max, 5);
+        assert_eq!(config.rate_limit_window_seconds, 60);
+        assert_eq!(config.code_ttl_seconds, 600);
+        assert_eq!(config.max_codes_per_challenge, 5);
+        assert_eq!(config.trusted_proxy_hops, 1);
+        assert_eq!(config.default_language, Language::En);
+        assert_eq!(config.ses_configuration_set, None);
+    }
+
+    #[test]
+    fn each_required_variable_missing_or_empty_is_named() {
+        for name in [
+            "CHALLENGES_TABLE",
+            "USERS_TABLE",
+            "RATE_LIMIT_TABLE",
+            "SENDER_EMAIL",
+            "CODE_HMAC_SECRET",
+        ] {
+            let mut vars = base();
+            vars.remove(name);
+            assert_eq!(load(&vars).unwrap_err().variable, name);
+            vars.insert(name, String::new());
+            assert_eq!(
+                load(&vars).unwrap_err().variable,
+                name,
+                "empty counts as unset"
+            );
+        }
+    }
+
+    #[test]
+    fn short_secret_is_rejected_without_echoing_it() {
+        let mut vars = base();
+        vars.insert("CODE_HMAC_SECRET", "x".repeat(31));
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.variable, "CODE_HMAC_SECRET");
+        assert!(!err.to_string().contains(&"x".repeat(31)));
+        vars.insert("CODE_HMAC_SECRET", "x".repeat(32));
+        assert!(load(&vars).is_ok());
+    }
+
+    #[test]
+    fn numbers_must_be_positive_integers() {
+        for name in [
+            "RATE_LIMIT_MAX",
+            "RATE_LIMIT_WINDOW_SECONDS",
+            "CODE_TTL_SECONDS",
+            "MAX_CODES_PER_CHALLENGE",
+            "TRUSTED_PROXY_HOPS",
+        ] {
+            for bad in ["0", "-1", "five", "1.5", " 5", "99999999999"] {
+                let mut vars = base();
+                vars.insert(name, bad.to_string());
+                assert_eq!(load(&vars).unwrap_err().variable, name, "{name}={bad}");
+            }
+            let mut vars = base();
+            vars.insert(name, "7".to_string());
+            assert!(load(&vars).is_ok());
+        }
+    }
+
+    #[test]
+    fn unsupported_default_language_is_invalid() {
+        let mut vars = base();
+        vars.insert("DEFAULT_LANGUAGE", "xx".into());
+        assert_eq!(load(&vars).unwrap_err().variable, "DEFAULT_LANGUAGE");
+        vars.insert("DEFAULT_LANGUAGE", "pt-BR".into());
+        assert_eq!(load(&vars).unwrap().default_language, Language::PtBr);
+    }
+
+    #[test]
+    fn sender_must_look_like_an_address() {
+        for bad in [
+            "nobody",
+            "a@",
+            "@b",
+            "Name <a@b",
+            "a@b\r\nBcc: x@y",
+            "a b@c",
+        ] {
+            assert!(!is_plausible_sender(bad), "{bad:?}");
+        }
+        for good in [
+            "a@b.c",
+            "Rocket.Chat <no-reply@example.com>",
+            "\"A, B\" <a@b.c>",
+        ] {
+            assert!(is_plausible_sender(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_the_secret() {
+        let config = load(&base()).unwrap();
+        assert!(!format!("{config:?}").contains(&"s".repeat(32)));
+    }
+}
