@@ -193,7 +193,7 @@ impl Store {
         match result {
             Ok(out) => {
                 let mut values = out.attributes.unwrap_or_default();
-                values.retain(|k, _| CODE_ATTRIBUTES.contains(&k.as_str()));
+                values.retain(|k, _| CODE_ATTRIBUTES.contains(&k.as_str()) || k == "codesSent");
                 Ok(Rotated::Done(PreviousCode { values }))
             }
             Err(err) if is_condition_failure(&err) => {
@@ -229,8 +229,7 @@ impl Store {
             .table_name(&self.challenges_table)
             .key("challengeId", s(challenge_id))
             .condition_expression("codeHash = :ours")
-            .expression_attribute_values(":ours", s(our_hash.as_str()))
-            .expression_attribute_values(":minusOne", n(-1));
+            .expression_attribute_values(":ours", s(our_hash.as_str()));
         for name in CODE_ATTRIBUTES {
             match previous.values.get(name) {
                 Some(value) => {
@@ -241,6 +240,15 @@ impl Store {
                 None => remove.push(name),
             }
         }
+        // Our code is current, so no later rotation counted: a counter we
+        // created is removed again rather than left at zero.
+        let give_back = if previous.values.contains_key("codesSent") {
+            request = request.expression_attribute_values(":minusOne", n(-1));
+            "ADD codesSent :minusOne"
+        } else {
+            remove.push("codesSent");
+            ""
+        };
         let mut expression = String::new();
         if !set.is_empty() {
             expression.push_str(&format!("SET {} ", set.join(", ")));
@@ -248,7 +256,7 @@ impl Store {
         if !remove.is_empty() {
             expression.push_str(&format!("REMOVE {} ", remove.join(", ")));
         }
-        expression.push_str("ADD codesSent :minusOne");
+        expression.push_str(give_back);
         match request.update_expression(expression).send().await {
             Ok(_) => return Ok(()),
             Err(err) if is_condition_failure(&err) => {}

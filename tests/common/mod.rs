@@ -1,0 +1,370 @@
+//! Test harness: the real local stand-ins started by scripts/test.sh, tables
+//! per test process, sample events from events/, and readers for results.
+#![allow(dead_code)]
+
+pub mod tables;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::OnceLock;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_http::{Body, Request, Response};
+use send_email_code::{aws, App, Config, Timestamp};
+use serde_json::{json, Value};
+
+pub use tables::TableNames;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The secret every test app uses.
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the integration tests through ./scripts/test.sh")
+    })
+}
+
+/// Tables for this test process, created once.
+pub fn tables() -> &'static TableNames {
+    static TABLES: OnceLock<TableNames> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let names = TableNames::with_prefix(&format!("t{}-{}-", std::process::id(), unique("")));
+        let for_thread = names.clone();
+        // Each #[tokio::test] has its own runtime; create the tables on a
+        // runtime of their own so no client outlives the one it was built in.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let sdk = aws::sdk_config().await;
+                tables::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &for_thread).await
+            })
+        })
+        .join()
+        .expect("table creation thread")
+        .expect("create tables");
+        names
+    })
+}
+
+/// A random lowercase hex string with a prefix, for ids no other test uses.
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("random");
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// A random caller address (documentation and private ranges only).
+pub fn random_ip() -> String {
+    let mut b = [0u8; 3];
+    getrandom::fill(&mut b).expect("random");
+    format!("10.{}.{}.{}", b[0], b[1], b[2].max(1))
+}
+
+/// Environment variables of a test configuration, before overrides.
+pub fn base_vars() -> HashMap<String, String> {
+    let t = tables();
+    HashMap::from(
+        [
+            ("CHALLENGES_TABLE", t.challenges.as_str()),
+            ("USERS_TABLE", t.users.as_str()),
+            ("RATE_LIMIT_TABLE", t.rate_limits.as_str()),
+            ("SENDER_EMAIL", "Rocket.Chat <no-reply@chat.example.test>"),
+            ("CODE_HMAC_SECRET", SECRET),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+/// A configuration validated by the production code, with overrides.
+pub fn config(overrides: &[(&str, &str)]) -> Config {
+    let mut vars = base_vars();
+    for (k, v) in overrides {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
+}
+
+/// One test's view of the stack.
+pub struct Env {
+    pub sdk: SdkConfig,
+    pub db: aws_sdk_dynamodb::Client,
+    pub now: Timestamp,
+}
+
+impl Env {
+    /// Connects to the stand-ins (endpoints from the environment, exactly as
+    /// the function itself finds them).
+    pub async fn new() -> Self {
+        endpoint("AWS_ENDPOINT_URL_DYNAMODB");
+        endpoint("AWS_ENDPOINT_URL_SESV2");
+        tables();
+        let sdk = aws::sdk_config().await;
+        Self {
+            db: aws_sdk_dynamodb::Client::new(&sdk),
+            sdk,
+            now: Timestamp::now(),
+        }
+    }
+
+    /// The function with the default test configuration plus `overrides`.
+    pub fn app(&self, overrides: &[(&str, &str)]) -> App {
+        App::new(config(overrides), &self.sdk).expect("app")
+    }
+
+    /// Writes a challenge as the login flow would; returns its id.
+    pub async fn challenge(&self, user_id: &str, method: &str, expire_in_secs: i64) -> String {
+        let id = unique("ch-");
+        self.put(
+            &tables().challenges,
+            item(json!({
+                "challengeId": id,
+                "userId": user_id,
+                "method": method,
+                "createdAt": self.now.secs(),
+                "expireAt": self.now.secs() + expire_in_secs,
+            })),
+        )
+        .await;
+        id
+    }
+
+    /// Writes a user with a verified and an unverified address (plus
+    /// `extra` attributes); returns (userId, verified address).
+    pub async fn user(&self, extra: Value) -> (String, String) {
+        let id = unique("user-");
+        let verified = format!("{id}@example.test");
+        let mut fields = json!({
+            "userId": id,
+            "username": "ana",
+            "emails": [
+                {"address": verified, "verified": true},
+                {"address": format!("unverified-{id}@example.test"), "verified": false}
+            ]
+        });
+        if let (Some(base), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        self.put(&tables().users, item(fields)).await;
+        (id, verified)
+    }
+
+    /// A user plus an email challenge for them: (challengeId, userId, address).
+    pub async fn email_challenge(&self) -> (String, String, String) {
+        let (user, address) = self.user(json!({})).await;
+        let challenge = self.challenge(&user, "email", 900).await;
+        (challenge, user, address)
+    }
+
+    pub async fn put(&self, table: &str, item: Item) {
+        self.db
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put item");
+    }
+
+    pub async fn update_challenge(&self, id: &str, set: &str, values: Value) {
+        let mut req = self
+            .db
+            .update_item()
+            .table_name(&tables().challenges)
+            .key("challengeId", AttributeValue::S(id.into()))
+            .update_expression(set);
+        for (k, v) in item(values) {
+            req = req.expression_attribute_values(k, v);
+        }
+        req.send().await.expect("update challenge");
+    }
+
+    pub async fn get(&self, table: &str, key: &str, value: &str) -> Option<Item> {
+        self.db
+            .get_item()
+            .table_name(table)
+            .key(key, AttributeValue::S(value.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+    }
+
+    pub async fn challenge_item(&self, id: &str) -> Item {
+        self.get(&tables().challenges, "challengeId", id)
+            .await
+            .expect("challenge exists")
+    }
+
+    pub async fn delete_challenge(&self, id: &str) {
+        self.db
+            .delete_item()
+            .table_name(&tables().challenges)
+            .key("challengeId", AttributeValue::S(id.into()))
+            .send()
+            .await
+            .expect("delete");
+    }
+}
+
+/// JSON → DynamoDB item (strings, numbers, booleans, lists, maps).
+pub fn item(value: Value) -> Item {
+    match attribute(value) {
+        AttributeValue::M(m) => m,
+        other => panic!("not an object: {other:?}"),
+    }
+}
+
+fn attribute(value: Value) -> AttributeValue {
+    match value {
+        Value::String(s) => AttributeValue::S(s),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Null => AttributeValue::Null(true),
+        Value::Array(a) => AttributeValue::L(a.into_iter().map(attribute).collect()),
+        Value::Object(o) => {
+            AttributeValue::M(o.into_iter().map(|(k, v)| (k, attribute(v))).collect())
+        }
+    }
+}
+
+pub fn s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub fn n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A sample event from events/, as JSON to adjust.
+pub fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("event is JSON")
+}
+
+/// Sets a JSON body `{"challengeId": id}` (plain, not base64).
+pub fn with_challenge(mut event: Value, id: &str) -> Value {
+    event["body"] = json!(json!({ "challengeId": id }).to_string());
+    event["isBase64Encoded"] = json!(false);
+    event
+}
+
+/// Sets the address the front door saw, wherever this kind of event keeps it.
+pub fn with_caller(mut event: Value, ip: &str) -> Value {
+    if event["requestContext"]["identity"].is_object() {
+        event["requestContext"]["identity"]["sourceIp"] = json!(ip);
+    } else if event["requestContext"]["http"].is_object() {
+        event["requestContext"]["http"]["sourceIp"] = json!(ip);
+    } else {
+        event["headers"]["x-forwarded-for"] = json!(ip);
+    }
+    event
+}
+
+/// Parses an event the way lambda_http does in Lambda.
+pub fn request(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("lambda_http parses the event")
+}
+
+/// A response, read back.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn error_type(&self) -> &str {
+        self.body["errorType"].as_str().unwrap_or("")
+    }
+}
+
+pub fn answer(response: Response<Body>) -> Answer {
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let raw = String::from_utf8(response.body().to_vec()).expect("UTF-8 body");
+    Answer {
+        status: response.status().as_u16(),
+        headers,
+        body: serde_json::from_str(&raw).expect("every answer is JSON"),
+        raw,
+    }
+}
+
+/// Sends an event through the handler.
+pub async fn call(app: &App, event: &Value, now: Timestamp) -> Answer {
+    answer(send_email_code::handle(app, request(event), now).await)
+}
+
+/// Emails the SES stand-in holds for `address`.
+pub fn emails_to(address: &str) -> Vec<Value> {
+    let store = ses_get("/store");
+    store["emails"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|e| {
+                    e["destination"]["to"]
+                        .as_array()
+                        .is_some_and(|to| to.iter().any(|a| a == address))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ses_get(path: &str) -> Value {
+    let base = endpoint("AWS_ENDPOINT_URL_SESV2");
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(host).expect("connect to the SES stand-in");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    serde_json::from_str(body).expect("store is JSON")
+}
+
+/// The code in an email's text part, as shown (`123-456`).
+pub fn code_in(email: &Value) -> String {
+    let text = email["body"]["text"].as_str().expect("text part");
+    find_code(text).expect("a ddd-ddd code in the text part")
+}
+
+/// The first `ddd-ddd` in a text.
+pub fn find_code(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(6)).find_map(|i| {
+        let w = &bytes[i..i + 7];
+        let shaped = w[..3].iter().all(u8::is_ascii_digit)
+            && w[3] == b'-'
+            && w[4..].iter().all(u8::is_ascii_digit);
+        let bounded = (i == 0 || !bytes[i - 1].is_ascii_digit())
+            && bytes.get(i + 7).is_none_or(|b| !b.is_ascii_digit());
+        (shaped && bounded).then(|| text[i..i + 7].to_string())
+    })
+}
