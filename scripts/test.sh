@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real local stand-ins (DynamoDB Local and
 # aws-ses-v2-local), which it installs, starts and stops itself.
-# Extra arguments go to `cargo test` (e.g. a test name filter).
+# Arguments replace the default `--all-targets` (e.g. `--test faults`).
 set -euo pipefail
 source "$(dirname "$0")/local-stack.sh"
 trap stop_stack EXIT
@@ -11,4 +11,5 @@ start_stack
 export DYNAMODB_PID SES_PID
 log "cargo test"
 cd "$ROOT"
-cargo test --all-targets "$@"
+[ $# -gt 0 ] || set -- --all-targets
+cargo test "$@"

@@ -22,15 +22,25 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_000);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// Attempts per call under the standard retry strategy (throttling included).
 pub const MAX_ATTEMPTS: u32 = 3;
+/// First retry back-off. The SDK's default (1 s) would spend half of
+/// `OPERATION_TIMEOUT` on one wait; DynamoDB and SES answer in milliseconds.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Loads region and credentials the standard way (environment, profile, …),
 /// with this function's timeouts and retries. Makes no network call.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(retry_config())
         .load()
         .await
+}
+
+/// The retry configuration every client uses.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
 }
 
 /// The timeout configuration every client uses.

@@ -207,18 +207,12 @@ async fn expired_but_present_challenge_is_challenge_expired() {
     let env = Env::new().await;
     let (user, address) = env.user(json!({})).await;
     let challenge = env.challenge(&user, "email", -1).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_error(&a, 400, "error-challenge-expired", "challenge expired");
     // expireAt == now is expired too.
     let at_now = env.challenge(&user, "email", 0).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &at_now),
-        &random_ip(),
-    );
+    let ev = post(&at_now);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_eq!(a.error_type(), "error-challenge-expired");
     assert!(emails_to(&address).is_empty());
@@ -230,10 +224,7 @@ async fn totp_challenge_is_invalid_challenge_method() {
     let env = Env::new().await;
     let (user, address) = env.user(json!({})).await;
     let challenge = env.challenge(&user, "totp", 600).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_error(
         &a,
@@ -249,10 +240,7 @@ async fn missing_user_is_user_not_found_and_the_challenge_is_left_as_it_was() {
     let env = Env::new().await;
     let challenge = env.challenge(&unique("ghost-"), "email", 600).await;
     let before = env.challenge_item(&challenge).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_error(&a, 400, "error-user-not-found", "user not found");
     assert_eq!(
@@ -270,10 +258,7 @@ async fn user_without_verified_address_is_no_verified_email() {
         .await;
     let challenge = env.challenge(&user, "email", 600).await;
     let before = env.challenge_item(&challenge).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_error(
         &a,
@@ -292,10 +277,7 @@ async fn plain_email_attribute_counts_as_verified_and_all_addresses_get_the_same
     let second = format!("second-{user}@example.test");
     env.update_challenge_free_user(&user, &second).await;
     let challenge = env.challenge(&user, "email", 600).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_eq!(a.status, 200, "{a:?}");
     let to_first = emails_to(&first);
@@ -488,10 +470,7 @@ async fn twenty_simultaneous_sends_for_one_challenge_with_cap_three_send_exactly
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let app = app.clone();
-        let ev = with_caller(
-            with_challenge(event("http-api.json"), &challenge),
-            &random_ip(),
-        );
+        let ev = post(&challenge);
         set.spawn(async move { call(&app, &ev, now).await });
     }
     let answers = set.join_all().await;
@@ -583,10 +562,7 @@ async fn code_expiry_never_outlives_the_challenge() {
     let env = Env::new().await;
     let (user, _) = env.user(json!({})).await;
     let challenge = env.challenge(&user, "email", 120).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     assert_eq!(call(&env.app(&[]), &ev, env.now).await.status, 200);
     let item = env.challenge_item(&challenge).await;
     assert_eq!(n(&item, "codeExpireAt"), n(&item, "expireAt"));
@@ -599,10 +575,7 @@ async fn email_is_in_the_users_language_with_the_code_in_both_parts() {
         .user(json!({"language": "pt-BR", "name": "<Ana & Bia>"}))
         .await;
     let challenge = env.challenge(&user, "email", 600).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     assert_eq!(call(&env.app(&[]), &ev, env.now).await.status, 200);
     let mail = &emails_to(&address)[0];
     let code = code_in(mail);
@@ -621,10 +594,7 @@ async fn email_is_in_the_users_language_with_the_code_in_both_parts() {
 async fn users_without_a_language_get_the_default_language() {
     let env = Env::new().await;
     let (challenge, _, address) = env.email_challenge().await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let app = env.app(&[("DEFAULT_LANGUAGE", "de")]);
     assert_eq!(call(&app, &ev, env.now).await.status, 200);
     assert_eq!(
@@ -641,10 +611,7 @@ async fn a_challenge_deleted_during_the_request_gets_no_code() {
     let (challenge, _user, address) = env.email_challenge().await;
     let app = env.app(&[]);
     env.delete_challenge(&challenge).await;
-    let ev = with_caller(
-        with_challenge(event("http-api.json"), &challenge),
-        &random_ip(),
-    );
+    let ev = post(&challenge);
     let a = call(&app, &ev, env.now).await;
     assert_error(&a, 400, "error-challenge-not-found", "challenge not found");
     assert!(emails_to(&address).is_empty());

@@ -261,6 +261,14 @@ pub fn with_challenge(mut event: Value, id: &str) -> Value {
     event
 }
 
+/// The HTTP API sample asking for `challenge`, from a fresh caller.
+pub fn post(challenge: &str) -> Value {
+    with_caller(
+        with_challenge(event("http-api.json"), challenge),
+        &random_ip(),
+    )
+}
+
 /// Sets the address the front door saw, wherever this kind of event keeps it.
 pub fn with_caller(mut event: Value, ip: &str) -> Value {
     if event["requestContext"]["identity"].is_object() {

@@ -1,0 +1,139 @@
+//! What reaches the log: one line per request with its id, and never a code,
+//! a code hash, the secret or an email address, with every crate (the AWS SDK
+//! included) logging at DEBUG.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use common::*;
+use lambda_http::RequestExt;
+use send_email_code::App;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+}
+
+fn text() -> String {
+    String::from_utf8_lossy(&captured().0.lock().unwrap()).into_owned()
+}
+
+async fn call_with_id(app: &App, event: &serde_json::Value, request_id: &str, env: &Env) -> Answer {
+    let mut context = lambda_http::Context::default();
+    context.request_id = request_id.to_string();
+    let req = request(event).with_lambda_context(context);
+    answer(send_email_code::handle(app, req, env.now).await)
+}
+
+#[tokio::test]
+async fn logs_name_each_request_and_hold_no_code_hash_secret_or_address() {
+    captured();
+    let env = Env::new().await;
+    let app = env.app(&[]);
+    let mut secrets: Vec<String> = vec![SECRET.to_string()];
+
+    // Success: learn the code and hash this request produced.
+    let (challenge, user, address) = env.email_challenge().await;
+    let ev = post(&challenge);
+    let ok = call_with_id(&app, &ev, "req-success-1", &env).await;
+    assert_eq!(ok.status, 200);
+    let code = code_in(&emails_to(&address)[0]);
+    let hash = s(&env.challenge_item(&challenge).await, "codeHash").unwrap();
+    secrets.extend([code.clone(), code.replace('-', ""), hash, address.clone()]);
+    secrets.push(format!("unverified-{user}@example.test"));
+
+    // A refusal, and an SES rejection whose AWS message quotes an address.
+    let missing = post("nope");
+    assert_eq!(
+        call_with_id(&app, &missing, "req-refused-2", &env)
+            .await
+            .status,
+        400
+    );
+    let rejected = mock!(aws_sdk_sesv2::Client::send_email).then_http_response(|| {
+        let mut r = HttpResponse::new(
+            StatusCode::try_from(400).unwrap(),
+            SdkBody::from(r#"{"message":"Address blacklisted: victim@example.test"}"#),
+        );
+        r.headers_mut()
+            .insert("x-amzn-ErrorType", "MessageRejected");
+        r
+    });
+    let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&rejected]);
+    let failing = App::with_clients(config(&[]), env.db.clone(), ses).unwrap();
+    let (challenge2, _, address2) = env.email_challenge().await;
+    let ev2 = post(&challenge2);
+    assert_eq!(
+        call_with_id(&failing, &ev2, "req-failed-3", &env)
+            .await
+            .status,
+        500
+    );
+    secrets.extend([address2, "victim@example.test".to_string()]);
+
+    let logs = text();
+    assert!(
+        logs.contains("aws_smithy_runtime"),
+        "the SDK's own DEBUG lines are part of the check"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "log leaks {secret:?}:\n{logs}"
+        );
+    }
+    for (id, outcome) in [
+        ("req-success-1", "sent"),
+        ("req-refused-2", "refused"),
+        ("req-failed-3", "failed"),
+    ] {
+        let lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains(id) && l.contains("outcome"))
+            .collect();
+        assert_eq!(lines.len(), 1, "one summary line for {id}:\n{logs}");
+        assert!(
+            lines[0].contains(&format!("outcome=\"{outcome}\""))
+                || lines[0].contains(&format!("outcome={outcome}")),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("duration_ms"), "{}", lines[0]);
+    }
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("req-failed-3") && l.contains("outcome"))
+        .unwrap();
+    assert!(
+        failed.contains("MessageRejected") && failed.contains("error-internal"),
+        "{failed}"
+    );
+}
