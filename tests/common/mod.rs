@@ -32,7 +32,12 @@ fn endpoint(var: &str) -> String {
 pub fn tables() -> &'static TableNames {
     static TABLES: OnceLock<TableNames> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let names = TableNames::with_prefix(&format!("t{}-{}-", std::process::id(), unique("")));
+        let prefix = format!("t{}-{}-", std::process::id(), unique(""));
+        let names = TableNames {
+            challenges: format!("{prefix}challenges"),
+            users: format!("{prefix}users"),
+            rate_limits: format!("{prefix}rate-limits"),
+        };
         let for_thread = names.clone();
         // Each #[tokio::test] has its own runtime; create the tables on a
         // runtime of their own so no client outlives the one it was built in.

@@ -15,16 +15,6 @@ pub struct TableNames {
     pub rate_limits: String,
 }
 
-impl TableNames {
-    pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            challenges: format!("{prefix}challenges"),
-            users: format!("{prefix}users"),
-            rate_limits: format!("{prefix}rate-limits"),
-        }
-    }
-}
-
 /// Creates the tables (skipping any that exist). TTL is deliberately not
 /// enabled: DynamoDB Local deletes expired items within a second, which
 /// would hide the expired-but-present challenges real DynamoDB keeps.
