@@ -40,8 +40,11 @@ async fn main() -> Result<(), String> {
     let n = |v: u64| AttributeValue::N(v.to_string());
     let address = |a: &str, verified: bool| {
         AttributeValue::M(
-            [("address".to_string(), s(a)), ("verified".to_string(), AttributeValue::Bool(verified))]
-                .into(),
+            [
+                ("address".to_string(), s(a)),
+                ("verified".to_string(), AttributeValue::Bool(verified)),
+            ]
+            .into(),
         )
     };
     client
@@ -53,7 +56,10 @@ async fn main() -> Result<(), String> {
         .item("language", s("en"))
         .item(
             "emails",
-            AttributeValue::L(vec![address(&email, true), address("old-address@example.com", false)]),
+            AttributeValue::L(vec![
+                address(&email, true),
+                address("old-address@example.com", false),
+            ]),
         )
         .send()
         .await

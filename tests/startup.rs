@@ -29,7 +29,13 @@ fn valid() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn each_missing_required_variable_stops_start_up_with_one_line_naming_it() {
-    for missing in ["CHALLENGES_TABLE", "USERS_TABLE", "RATE_LIMIT_TABLE", "SENDER_EMAIL", "CODE_HMAC_SECRET"] {
+    for missing in [
+        "CHALLENGES_TABLE",
+        "USERS_TABLE",
+        "RATE_LIMIT_TABLE",
+        "SENDER_EMAIL",
+        "CODE_HMAC_SECRET",
+    ] {
         let vars: Vec<_> = valid().into_iter().filter(|(k, _)| *k != missing).collect();
         let (code, out) = run_bootstrap(&vars);
         assert_ne!(code, 0, "{missing}: must not start");
@@ -54,6 +60,9 @@ fn invalid_values_stop_start_up_too() {
         let (code, out) = run_bootstrap(&vars);
         assert_ne!(code, 0, "{name}={value}");
         assert!(out.contains(name), "{name}: {out:?}");
-        assert!(!out.contains("too-short"), "the secret's value is never echoed");
+        assert!(
+            !out.contains("too-short"),
+            "the secret's value is never echoed"
+        );
     }
 }
