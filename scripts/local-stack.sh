@@ -71,3 +71,46 @@ start_stack() {
   unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
   log "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB, SES v2 stand-in at $AWS_ENDPOINT_URL_SESV2"
 }
+
+# The pinned Python tools (cargo-lambda, SAM translator, cfn-lint) in .venv/,
+# with its bin first on PATH so cargo-lambda finds the zig it brings.
+ensure_python_tools() {
+  local stamp="$ROOT/.venv/.requirements-dev.txt"
+  if [ ! -f "$stamp" ] || ! cmp -s "$ROOT/requirements-dev.txt" "$stamp"; then
+    log "installing the pinned Python tools into .venv (requirements-dev.txt)"
+    python3 -m venv "$ROOT/.venv"
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+    cp "$ROOT/requirements-dev.txt" "$stamp"
+  fi
+  export PATH="$ROOT/.venv/bin:$PATH"
+}
+
+# The function's configuration for local runs (CONTRACT.md section 6).
+export_local_config() {
+  export CHALLENGES_TABLE=demo-challenges USERS_TABLE=demo-users RATE_LIMIT_TABLE=demo-rate-limits
+  export SENDER_EMAIL="Rocket.Chat <no-reply@chat.example.com>"
+  export DEMO_EMAIL="${DEMO_EMAIL:-ana@example.com}"
+  CODE_HMAC_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+  export CODE_HMAC_SECRET
+}
+
+seed_demo() {
+  log "creating tables and seeding the demo user and challenge"
+  (cd "$ROOT" && cargo run --quiet --example seed_demo)
+}
+
+# Runs the function under `cargo lambda watch` (Lambda's runtime API,
+# emulated) with the current environment; sets FUNCTION_PORT.
+start_function() {
+  FUNCTION_PORT=$(free_port)
+  log "starting the function: cargo lambda watch on port $FUNCTION_PORT (log: $STACK_DIR/watch.log)"
+  (cd "$ROOT" && exec cargo lambda watch --invoke-port "$FUNCTION_PORT") >"$STACK_DIR/watch.log" 2>&1 &
+  local pid=$!
+  STACK_PIDS+=("$pid")
+  wait_for_port "$FUNCTION_PORT" watch "$pid"
+}
+
+# Sends one event file through the runtime; prints the function's answer.
+invoke_event() {
+  (cd "$ROOT" && cargo lambda invoke bootstrap --invoke-port "$FUNCTION_PORT" --data-file "$1")
+}

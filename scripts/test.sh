@@ -1,15 +1,82 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against real local stand-ins (DynamoDB Local and
-# aws-ses-v2-local), which it installs, starts and stops itself.
-# Arguments replace the default `--all-targets` (e.g. `--test faults`).
+# The whole test suite, against real local stand-ins (DynamoDB Local and
+# aws-ses-v2-local) that it installs, starts and stops itself:
+#   1. cargo test --all-targets (unit, integration, fault, log and start-up tests)
+#   2. template.yaml checked offline (SAM translator + cfn-lint + IAM rules) and
+#      the tests proving that check catches broken templates
+#   3. every file in events/ invoked through the Lambda runtime API
+#      (cargo lambda watch + cargo lambda invoke) with its documented status
+#   4. cargo lambda build --release --arm64, and the zip within its size budget
+# With arguments, runs only `cargo test <arguments>` (e.g. `--test faults`).
 set -euo pipefail
 source "$(dirname "$0")/local-stack.sh"
+cd "$ROOT"
 trap stop_stack EXIT
 trap 'exit 130' INT TERM
 
+# bootstrap.zip may grow to this before the suite fails (README, "Deploying").
+ZIP_BUDGET_BYTES=$((6 * 1024 * 1024))
+
+# What each sample event must get back through the runtime, with the demo
+# challenge seeded. A new file in events/ needs a line here.
+declare -A EXPECTED_STATUS=(
+  [rest-api.json]=200
+  [http-api.json]=200
+  [function-url.json]=200
+  [alb.json]=200
+  [http-api-base64-no-content-type.json]=200
+  [http-api-form.json]=200
+  [http-api-no-body.json]=400
+  [http-api-invalid-json.json]=400
+  [http-api-get.json]=405
+)
+
+check_events_through_runtime() {
+  export_local_config
+  # One seeded challenge and one caller serve several events here.
+  export RATE_LIMIT_MAX=100 MAX_CODES_PER_CHALLENGE=100
+  seed_demo
+  start_function
+  local failed=0 file name want got
+  for file in events/*.json; do
+    name=$(basename "$file")
+    want="${EXPECTED_STATUS[$name]:-}"
+    if [ -z "$want" ]; then
+      echo "FAIL $name: no expected status in scripts/test.sh"; failed=1; continue
+    fi
+    got=$(invoke_event "$file" | python3 -c 'import json, sys; print(json.load(sys.stdin)["statusCode"])') || got="no answer"
+    if [ "$got" = "$want" ]; then echo "ok   $name -> $got"; else echo "FAIL $name -> $got, expected $want"; failed=1; fi
+  done
+  return "$failed"
+}
+
+check_arm64_build() {
+  rustup target add aarch64-unknown-linux-gnu >/dev/null
+  cargo lambda build --release --arm64 --output-format zip
+  local zip="target/lambda/bootstrap/bootstrap.zip" size
+  size=$(stat -c %s "$zip")
+  echo "$zip: $size bytes (budget $ZIP_BUDGET_BYTES)"
+  [ "$size" -le "$ZIP_BUDGET_BYTES" ] || { echo "FAIL: bootstrap.zip is over its size budget"; return 1; }
+}
+
 start_stack
-export DYNAMODB_PID SES_PID
-log "cargo test"
-cd "$ROOT"
-[ $# -gt 0 ] || set -- --all-targets
-cargo test "$@"
+if [ $# -gt 0 ]; then
+  log "cargo test $*"
+  cargo test "$@"
+  exit 0
+fi
+
+log "1/4 cargo test --all-targets"
+cargo test --all-targets
+
+ensure_python_tools
+log "2/4 template.yaml, offline"
+python3 scripts/check_template.py
+python3 -m unittest discover -s tests/template 2>&1 | grep -v "unpublished metrics"
+
+log "3/4 events/ through the Lambda runtime API"
+check_events_through_runtime
+
+log "4/4 release build for arm64"
+check_arm64_build
+log "all checks passed"
