@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::email::{EmailInput, Language, TemplateError, Templates};
 use crate::error::{ApiError, DependencyError, FaultKind};
 use crate::mailer::Mailer;
+use crate::metrics::RequestMetrics;
 use crate::rate_limit::{RateStatus, RateWindow};
 use crate::request::{self, ChallengeId};
 use crate::response;
@@ -81,6 +82,7 @@ pub async fn handle(app: &App, req: Request, now: Timestamp) -> Response<Body> {
         &outcome,
         response.status().as_u16(),
         started,
+        now,
     );
     response
 }
@@ -255,21 +257,41 @@ async fn send(
     Ok(())
 }
 
-/// One line per request. Never the code, its hash, the secret or an address.
+/// One log line and one metrics line per request. Never the code, its hash,
+/// the secret or an address.
 fn log_request(
     request_id: &str,
     caller: &CallerIp,
     outcome: &Result<usize, ApiError>,
     status: u16,
     started: Instant,
+    now: Timestamp,
 ) {
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error_type = outcome
+        .as_ref()
+        .map_or_else(ApiError::error_type, |_| "none");
+    let summary = match outcome {
+        Ok(_) => "sent",
+        Err(ApiError::Dependency(_)) => "failed",
+        Err(_) => "refused",
+    };
+    RequestMetrics {
+        timestamp_ms: now.millis(),
+        outcome: summary,
+        error_type,
+        duration_ms,
+        codes_sent: u32::from(outcome.is_ok()),
+        rate_limited: matches!(outcome, Err(ApiError::TooManyRequests { .. })),
+    }
+    .emit();
     match outcome {
         Ok(recipients) => tracing::info!(
             request_id,
             %caller,
             status,
-            outcome = "sent",
+            outcome = summary,
+            error_type,
             recipients,
             duration_ms,
             "request served"
@@ -278,20 +300,20 @@ fn log_request(
             request_id,
             %caller,
             status,
-            outcome = "failed",
-            error_type = ApiError::Dependency(cause.clone()).error_type(),
+            outcome = summary,
+            error_type,
             service = cause.service,
             operation = cause.operation,
             cause = %cause.detail,
             duration_ms,
             "request failed"
         ),
-        Err(err) => tracing::info!(
+        Err(_) => tracing::info!(
             request_id,
             %caller,
             status,
-            outcome = "refused",
-            error_type = err.error_type(),
+            outcome = summary,
+            error_type,
             duration_ms,
             "request refused"
         ),

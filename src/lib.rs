@@ -15,6 +15,7 @@ pub mod email;
 pub mod error;
 pub mod handler;
 pub mod mailer;
+pub mod metrics;
 pub mod rate_limit;
 pub mod request;
 pub mod response;
