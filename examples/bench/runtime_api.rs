@@ -25,6 +25,8 @@ pub struct Invocation {
     pub is_error: bool,
     /// From the event being handed out to the answer arriving.
     pub latency: Duration,
+    /// When the answer arrived.
+    pub answered_at: Instant,
 }
 
 /// What the function posted: the document, whether it was an error, and when.
@@ -132,6 +134,7 @@ impl RuntimeApi {
             response,
             is_error,
             latency: at.saturating_duration_since(started),
+            answered_at: at,
         })
     }
 }
