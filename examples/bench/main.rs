@@ -242,7 +242,7 @@ fn call_shape(calls: &[Call]) -> (usize, usize, usize, Vec<String>) {
 struct PathResult {
     latencies: Vec<f64>,
     cpu_ms_per_request: f64,
-    shapes: Vec<(usize, usize, usize, Vec<String>)>,
+    shapes: Vec<CallShape>,
 }
 
 async fn run_path(
@@ -277,16 +277,12 @@ async fn run_path(
     })
 }
 
-fn shape_json(shapes: &[(usize, usize, usize, Vec<String>)]) -> Value {
-    let max = |f: fn(&(usize, usize, usize, Vec<String>)) -> usize| {
-        shapes.iter().map(f).max().unwrap_or(0)
-    };
-    let typical = shapes.first().map(|s| s.3.clone()).unwrap_or_default();
+fn shape_json(shapes: &[CallShape]) -> Value {
     json!({
-        "dynamodb_calls": max(|s| s.0),
-        "ses_calls": max(|s| s.1),
-        "sequential_rounds": max(|s| s.2),
-        "operations": typical,
+        "dynamodb_calls": shapes.iter().map(|s| s.dynamodb).max().unwrap_or(0),
+        "ses_calls": shapes.iter().map(|s| s.ses).max().unwrap_or(0),
+        "sequential_rounds": shapes.iter().map(|s| s.rounds).max().unwrap_or(0),
+        "operations": shapes.first().map(|s| s.operations.clone()).unwrap_or_default(),
     })
 }
 
