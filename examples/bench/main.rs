@@ -228,15 +228,24 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Calls per invocation (DynamoDB, SES) and rounds, from one invocation's records.
-fn call_shape(calls: &[Call]) -> (usize, usize, usize, Vec<String>) {
-    let dynamodb = calls.iter().filter(|c| c.service == "DynamoDB").count();
-    let ses = calls.iter().filter(|c| c.service == "SES").count();
-    let ops = calls
-        .iter()
-        .map(|c| format!("{}:{}", c.service, c.operation))
-        .collect();
-    (dynamodb, ses, proxy::sequential_rounds(calls), ops)
+/// The AWS calls one invocation made.
+struct CallShape {
+    dynamodb: usize,
+    ses: usize,
+    rounds: usize,
+    operations: Vec<String>,
+}
+
+fn call_shape(calls: &[Call]) -> CallShape {
+    CallShape {
+        dynamodb: calls.iter().filter(|c| c.service == "DynamoDB").count(),
+        ses: calls.iter().filter(|c| c.service == "SES").count(),
+        rounds: proxy::sequential_rounds(calls),
+        operations: calls
+            .iter()
+            .map(|c| format!("{}:{}", c.service, c.operation))
+            .collect(),
+    }
 }
 
 struct PathResult {
