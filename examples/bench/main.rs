@@ -276,6 +276,21 @@ async fn run_path(
         }
         latencies.push(ms(inv.latency));
         let calls = bench.calls.lock().unwrap().clone();
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            if let Some(first) = calls.iter().map(|c| c.start).min() {
+                for c in &calls {
+                    let end = c.end.map(|e| ms(e - first)).unwrap_or(f64::NAN);
+                    eprintln!(
+                        "  {:>8.3} .. {:>8.3} ms  {} {}",
+                        ms(c.start - first),
+                        end,
+                        c.service,
+                        c.operation
+                    );
+                }
+                eprintln!("  --");
+            }
+        }
         shapes.push(call_shape(&calls));
     }
     let cpu_after = cpu_seconds(pid).unwrap_or(0.0);
@@ -287,12 +302,53 @@ async fn run_path(
 }
 
 fn shape_json(shapes: &[CallShape]) -> Value {
+    let mut rounds: Vec<usize> = shapes.iter().map(|s| s.rounds).collect();
+    rounds.sort_unstable();
     json!({
         "dynamodb_calls": shapes.iter().map(|s| s.dynamodb).max().unwrap_or(0),
         "ses_calls": shapes.iter().map(|s| s.ses).max().unwrap_or(0),
-        "sequential_rounds": shapes.iter().map(|s| s.rounds).max().unwrap_or(0),
+        "sequential_rounds": rounds.get(rounds.len() / 2).copied().unwrap_or(0),
+        "sequential_rounds_max": rounds.last().copied().unwrap_or(0),
         "operations": shapes.first().map(|s| s.operations.clone()).unwrap_or_default(),
     })
+}
+
+/// The handler's own work on the success path, without any network call:
+/// event parsing, caller, body, counter key, code, HMAC, email rendering and
+/// the answer. Microseconds per request, in this process.
+fn handler_own_cpu_us() -> Result<f64, String> {
+    use send_email_code::caller::identify;
+    use send_email_code::code::{Code, CodeHash};
+    use send_email_code::email::{EmailInput, Language, Templates};
+    use send_email_code::rate_limit::{RateStatus, RateWindow};
+    use send_email_code::{request, response, Timestamp};
+
+    let templates = Templates::load().map_err(|e| e.to_string())?;
+    let text = include_str!("../../events/http-api.json");
+    let rounds = 20_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let now = Timestamp::now();
+        let req = lambda_http::request::from_str(text).map_err(|e| e.to_string())?;
+        let caller = identify(&req, 1);
+        let id = request::challenge_id(&req).map_err(|e| e.to_string())?;
+        let window = RateWindow::containing(now, 60);
+        std::hint::black_box(window.counter_key(&caller));
+        let code = Code::generate().map_err(|e| e.to_string())?;
+        std::hint::black_box(CodeHash::new(SECRET.as_bytes(), id.as_str(), &code));
+        std::hint::black_box(templates.render(&EmailInput {
+            code: &code,
+            code_expire_at: now.secs() + 600,
+            display_name: Some("Ana"),
+            language: Language::En,
+            now,
+        }));
+        std::hint::black_box(response::build(
+            &Ok(()),
+            Some(&RateStatus::counted(5, 1, window)),
+        ));
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds))
 }
 
 fn machine() -> Value {
@@ -448,6 +504,7 @@ async fn main() -> Result<(), String> {
     let rss_kib = peak_rss_kib(pid);
     let _ = child.kill().await;
 
+    let own_us = handler_own_cpu_us()?;
     let zip_bytes = std::fs::metadata(&o.zip).map(|m| m.len()).ok();
     let mut sorted_init = init.clone();
     sorted_init.sort_by(|a, b| a.total_cmp(b));
@@ -471,6 +528,7 @@ async fn main() -> Result<(), String> {
         "warm_ms": paths.iter().map(|(name, r)| (name.to_string(), summary(r.latencies.clone()))).collect::<serde_json::Map<_, _>>(),
         "cpu_ms_per_request": paths.iter().map(|(name, r)| (name.to_string(), json!((r.cpu_ms_per_request * 1000.0).round() / 1000.0))).collect::<serde_json::Map<_, _>>(),
         "aws_calls": paths.iter().map(|(name, r)| (name.to_string(), shape_json(&r.shapes))).collect::<serde_json::Map<_, _>>(),
+        "handler_own_cpu_us_per_request": (own_us * 10.0).round() / 10.0,
         "peak_rss_mib": rss_kib.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
         "zip_bytes": zip_bytes,
     });
@@ -515,7 +573,11 @@ async fn main() -> Result<(), String> {
             shape["sequential_rounds"],
         );
     }
+    println!(
+        "  (CPU ms/req: the whole process, AWS SDK included; rounds: median of sequential calls)"
+    );
     println!();
+    println!("handler's own work on the success path, no network: {own_us:.1} µs per request");
     match rss_kib {
         Some(k) => println!(
             "peak RSS of the function process: {:.1} MiB",

@@ -40,23 +40,47 @@ pub async fn start(service: &'static str, upstream: &str, calls: Calls) -> std::
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let calls = calls.clone();
-            tokio::spawn(async move {
-                if let Ok(server) = TcpStream::connect(upstream).await {
-                    relay(service, client, server, calls).await;
-                }
-            });
+            tokio::spawn(relay(service, client, upstream, calls));
         }
     });
     Ok(url)
 }
 
-async fn relay(service: &'static str, client: TcpStream, server: TcpStream, calls: Calls) {
+async fn relay(service: &'static str, client: TcpStream, upstream: SocketAddr, calls: Calls) {
     let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
     // Index in `calls` of the request on this connection awaiting its answer.
     let open: Arc<Mutex<Option<usize>>> = Arc::default();
+    let record = |chunk: &[u8], open: &Mutex<Option<usize>>, calls: &Calls| {
+        let mut open = open.lock().unwrap();
+        if open.is_none() {
+            let mut calls = calls.lock().unwrap();
+            calls.push(Call {
+                service,
+                operation: operation(chunk),
+                start: Instant::now(),
+                end: None,
+            });
+            *open = Some(calls.len() - 1);
+        }
+    };
+
+    // The request's clock starts when the client sends it, not when this
+    // proxy has finished connecting upstream.
+    let mut first = vec![0u8; 64 * 1024];
+    let n = match client_read.read(&mut first).await {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    record(&first[..n], &open, &calls);
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    let (mut server_read, mut server_write) = server.into_split();
+    if server_write.write_all(&first[..n]).await.is_err() {
+        return;
+    }
 
     let (calls_up, open_up) = (calls.clone(), open.clone());
     let upstream = async move {
@@ -66,19 +90,7 @@ async fn relay(service: &'static str, client: TcpStream, server: TcpStream, call
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            {
-                let mut open = open_up.lock().unwrap();
-                if open.is_none() {
-                    let mut calls = calls_up.lock().unwrap();
-                    calls.push(Call {
-                        service,
-                        operation: operation(&buf[..n]),
-                        start: Instant::now(),
-                        end: None,
-                    });
-                    *open = Some(calls.len() - 1);
-                }
-            }
+            record(&buf[..n], &open_up, &calls_up);
             if server_write.write_all(&buf[..n]).await.is_err() {
                 break;
             }
