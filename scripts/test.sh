@@ -59,6 +59,9 @@ check_arm64_build() {
   [ "$size" -le "$ZIP_BUDGET_BYTES" ] || { echo "FAIL: bootstrap.zip is over its size budget"; return 1; }
 }
 
+# Property tests: 10,000 cases each unless the caller asks for another number.
+export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+
 start_stack
 if [ $# -gt 0 ]; then
   log "cargo test $*"

@@ -109,10 +109,10 @@ async fn hostile_bodies_get_the_right_4xx() {
             "error-parameter-required",
         ),
         (
-            "deeply nested beside the id",
+            "deeply nested beside the id (skipped without recursion)",
             format!(r#"{{"challengeId":"x","a":{deep}}}"#).into_bytes(),
             JSON,
-            "error-parameter-required",
+            "error-challenge-not-found",
         ),
         (
             "duplicate keys",

@@ -2,14 +2,17 @@
 //! the body (challengeId) and the caller identity. Whatever arrives, they
 //! must not panic, must accept exactly the valid ids, unchanged, and must
 //! only ever yield a parseable address or the shared `unknown` caller.
-//! Cases per property: PROPTEST_CASES (default 1,000; CI sets more).
-//! Failures are persisted under proptest-regressions/ and replayed first.
+//! Cases per property: PROPTEST_CASES (proptest's default is 256;
+//! scripts/test.sh runs 10,000). Failing cases are saved to
+//! proptest-regressions/properties.txt, kept in the repository, and replayed
+//! first on every run.
 
 use std::net::IpAddr;
 
 use lambda_http::http::{self, header::CONTENT_TYPE};
 use lambda_http::{Body, Request};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use send_email_code::caller::{identify, CallerIp};
 use send_email_code::error::ApiError;
 use send_email_code::request::{challenge_id, MAX_CHALLENGE_ID_BYTES};
@@ -43,7 +46,19 @@ fn content_types() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
+fn sample(name: &str) -> serde_json::Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/properties.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn any_body_either_yields_a_valid_id_or_parameter_required(
         bytes in proptest::collection::vec(any::<u8>(), 0..2048),
@@ -99,11 +114,12 @@ proptest! {
         ],
         v2 in any::<bool>(),
     ) {
-        let event = if v2 {
-            json!({"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST", "sourceIp": raw}}, "isBase64Encoded": false})
+        let mut event = sample(if v2 { "http-api.json" } else { "rest-api.json" });
+        if v2 {
+            event["requestContext"]["http"]["sourceIp"] = json!(raw);
         } else {
-            json!({"httpMethod": "POST", "path": "/", "requestContext": {"identity": {"sourceIp": raw}}, "isBase64Encoded": false})
-        };
+            event["requestContext"]["identity"]["sourceIp"] = json!(raw);
+        }
         let req = lambda_http::request::from_str(&event.to_string()).unwrap();
         match identify(&req, 1) {
             CallerIp::Ip(ip) => {
@@ -120,11 +136,8 @@ proptest! {
         hops in 1u32..8,
     ) {
         let header = chain.join(", ");
-        let event = json!({
-            "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/1"}},
-            "httpMethod": "POST", "path": "/", "headers": {"x-forwarded-for": header},
-            "body": "", "isBase64Encoded": false
-        });
+        let mut event = sample("alb.json");
+        event["headers"]["x-forwarded-for"] = json!(header);
         let Ok(req) = lambda_http::request::from_str(&event.to_string()) else {
             // A header value http cannot carry never reaches the handler.
             return Ok(());
