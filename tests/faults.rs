@@ -16,10 +16,10 @@ use common::*;
 use send_email_code::{aws, App};
 use serde_json::json;
 
-/// Upper bound for a failed call to be answered: the SDK operation timeout
-/// plus generous slack for a loaded CI machine.
-const ANSWER_WITHIN: Duration =
-    Duration::from_millis(aws::OPERATION_TIMEOUT.as_millis() as u64 + 1_500);
+/// The stated budget: a request facing one failing or slow dependency is
+/// answered within 3 s (one 2 s SDK operation timeout plus the fast calls
+/// around it), never at the Lambda timeout.
+const ANSWER_WITHIN: Duration = Duration::from_millis(3_000);
 
 /// Calls the handler and checks the answer came within the budget.
 async fn call_within_budget(
@@ -255,5 +255,74 @@ async fn dynamodb_throttling_is_retried_then_503() {
         throttled.num_calls(),
         aws::MAX_ATTEMPTS as usize,
         "retried by the standard strategy"
+    );
+}
+
+/// A proxy to `upstream` (an `http://host:port` URL) that holds every answer
+/// for `delay` before passing it on: a dependency that is slow, not dead.
+async fn slow_proxy(upstream: &str, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn slow_dynamodb_gives_503_within_the_budget() {
+    let env = Env::new().await;
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
+    let slow = dynamodb_at(
+        &env,
+        &slow_proxy(&upstream, Duration::from_millis(2_500)).await,
+    );
+    let app = App::with_clients(config(&[]), slow, aws_sdk_sesv2::Client::new(&env.sdk)).unwrap();
+    let a = call_within_budget(&app, &post("some-challenge"), env.now).await;
+    assert_generic_503(&a);
+}
+
+#[tokio::test]
+async fn slow_ses_gives_503_within_the_budget_and_keeps_the_cap() {
+    let env = Env::new().await;
+    let (challenge, _address, before) = challenge_with_one_code(&env).await;
+    let upstream = std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap();
+    let slow = ses_at(
+        &env,
+        &slow_proxy(&upstream, Duration::from_millis(2_500)).await,
+    );
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), slow).unwrap();
+    let a = call_within_budget(&app, &post(&challenge), env.now).await;
+    assert_generic_503(&a);
+    assert_eq!(
+        env.challenge_item(&challenge).await,
+        before,
+        "send given back, previous code kept"
     );
 }
