@@ -5,7 +5,10 @@
 #   2. template.yaml checked offline (SAM translator + cfn-lint + IAM rules) and
 #      the tests proving that check catches broken templates
 #   3. every file in events/ invoked through the Lambda runtime API
-#      (cargo lambda watch + cargo lambda invoke) with its documented status
+#      (cargo lambda watch + cargo lambda invoke) with its documented status,
+#      then schemathesis: at least 1,000 generated requests against openapi.yaml
+#      through a local HTTP front (examples/local_http), no 5xx, every answer
+#      as documented
 #   4. cargo lambda build --release --arm64, and the zip within its size budget
 # With arguments, runs only `cargo test <arguments>` (e.g. `--test faults`).
 set -euo pipefail
@@ -50,6 +53,29 @@ check_events_through_runtime() {
   return "$failed"
 }
 
+# Schemathesis against openapi.yaml, through examples/local_http (each HTTP
+# request becomes the function URL event AWS would send). SCHEMATHESIS_SEED
+# picks another sequence; the default keeps CI reproducible.
+check_openapi_with_schemathesis() {
+  local port log
+  export RATE_LIMIT_MAX=1000000 MAX_CODES_PER_CHALLENGE=1000000
+  cargo build --quiet --example local_http
+  port=$(free_port)
+  target/debug/examples/local_http "$port" >"$STACK_DIR/local_http.log" 2>&1 &
+  local pid=$!
+  STACK_PIDS+=("$pid")
+  wait_for_port "$port" local_http "$pid"
+  log="$STACK_DIR/schemathesis.log"
+  schemathesis run openapi.yaml --url "http://127.0.0.1:$port" \
+    --checks not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance,response_headers_conformance,unsupported_method,allow_header_conformance \
+    --max-examples 1000 --seed "${SCHEMATHESIS_SEED:-20261127}" \
+    --generation-database none --no-color >"$log" 2>&1 || { cat "$log"; return 1; }
+  local generated
+  generated=$(grep -Eo '[0-9]+ generated' "$log" | grep -Eo '[0-9]+' | head -n 1)
+  echo "schemathesis: ${generated:-0} generated cases, no failures"
+  [ "${generated:-0}" -ge 1000 ] || { cat "$log"; echo "FAIL: fewer than 1,000 cases"; return 1; }
+}
+
 check_arm64_build() {
   rustup target add aarch64-unknown-linux-gnu >/dev/null
   cargo lambda build --release --arm64 --output-format zip
@@ -77,8 +103,9 @@ log "2/4 template.yaml, offline"
 python3 scripts/check_template.py
 python3 -m unittest discover -s tests/template 2>&1 | grep -v "unpublished metrics"
 
-log "3/4 events/ through the Lambda runtime API"
+log "3/4 events/ through the Lambda runtime API, then schemathesis"
 check_events_through_runtime
+check_openapi_with_schemathesis
 
 log "4/4 release build for arm64"
 check_arm64_build

@@ -5,6 +5,8 @@
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 
@@ -17,7 +19,7 @@ fn body_event(body: &[u8], content_type: Option<&str>) -> Value {
             ev["isBase64Encoded"] = json!(false);
         }
         Err(_) => {
-            ev["body"] = json!(base64(body));
+            ev["body"] = json!(STANDARD.encode(body));
             ev["isBase64Encoded"] = json!(true);
         }
     }
@@ -31,27 +33,6 @@ fn body_event(body: &[u8], content_type: Option<&str>) -> Value {
         }
     }
     ev
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 const JSON: Option<&str> = Some("application/json");
