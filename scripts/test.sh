@@ -10,6 +10,8 @@
 #      through a local HTTP front (examples/local_http), no 5xx, every answer
 #      as documented
 #   4. cargo lambda build --release --arm64, and the zip within its size budget
+#   5. the dependency advisory scan (scripts/audit.sh), and proof that it fails
+#      on a crate with a known advisory
 # With arguments, runs only `cargo test <arguments>` (e.g. `--test faults`).
 set -euo pipefail
 source "$(dirname "$0")/local-stack.sh"
@@ -88,6 +90,46 @@ check_arm64_build() {
 # Property tests: 10,000 cases each unless the caller asks for another number.
 export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
 
+# A one-advisory database of our own, against `hex` (in Cargo.lock at 0.4.x):
+# with `patched` above that version the crate is vulnerable, below it is not.
+synthetic_advisory_db() { # dir, patched-range
+  rm -rf "$1"
+  mkdir -p "$1/crates/hex"
+  cat >"$1/crates/hex/RUSTSEC-2099-0001.md" <<ADVISORY
+\`\`\`toml
+[advisory]
+id = "RUSTSEC-2099-0001"
+package = "hex"
+date = "2099-01-01"
+
+[versions]
+patched = ["$2"]
+\`\`\`
+
+# Synthetic advisory for the audit step's own test
+
+Written by this project to prove that scripts/audit.sh fails on a known
+vulnerable crate. Not a real vulnerability.
+ADVISORY
+  git -C "$1" init --quiet
+  git -C "$1" add -A
+  git -C "$1" -c user.name=test -c user.email=test@example.invalid commit --quiet -m advisory
+}
+
+check_advisories() {
+  ./scripts/audit.sh
+  local db="$STACK_DIR/advisory-db"
+  synthetic_advisory_db "$db" ">= 99.0.0"
+  if ADVISORY_DB="$db" ADVISORY_NO_FETCH=1 ./scripts/audit.sh >"$STACK_DIR/audit.log" 2>&1; then
+    cat "$STACK_DIR/audit.log"; echo "FAIL: the scan passed a crate with a known advisory"; return 1
+  fi
+  grep -q "RUSTSEC-2099-0001" "$STACK_DIR/audit.log" || { cat "$STACK_DIR/audit.log"; return 1; }
+  synthetic_advisory_db "$db" ">= 0.1.0"
+  ADVISORY_DB="$db" ADVISORY_NO_FETCH=1 ./scripts/audit.sh >"$STACK_DIR/audit.log" 2>&1 \
+    || { cat "$STACK_DIR/audit.log"; echo "FAIL: the scan refused a patched crate"; return 1; }
+  echo "advisory scan: fails on a known vulnerable crate, passes a patched one"
+}
+
 start_stack
 if [ $# -gt 0 ]; then
   log "cargo test $*"
@@ -95,18 +137,21 @@ if [ $# -gt 0 ]; then
   exit 0
 fi
 
-log "1/4 cargo test --all-targets"
+log "1/5 cargo test --all-targets"
 cargo test --all-targets
 
 ensure_python_tools
-log "2/4 template.yaml, offline"
+log "2/5 template.yaml, offline"
 python3 scripts/check_template.py
 python3 -m unittest discover -s tests/template 2>&1 | grep -v "unpublished metrics"
 
-log "3/4 events/ through the Lambda runtime API, then schemathesis"
+log "3/5 events/ through the Lambda runtime API, then schemathesis"
 check_events_through_runtime
 check_openapi_with_schemathesis
 
-log "4/4 release build for arm64"
+log "4/5 release build for arm64"
 check_arm64_build
+
+log "5/5 dependency advisories"
+check_advisories
 log "all checks passed"
