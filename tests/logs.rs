@@ -99,6 +99,57 @@ async fn logs_name_each_request_and_hold_no_code_hash_secret_or_address() {
     );
     secrets.extend([address2, "victim@example.test".to_string()]);
 
+    // The remaining paths: a resend (a second code and hash for the first
+    // challenge), the per-challenge cap, a caller over its limit, a wrong
+    // method, a user without a verified address, and SES unreachable.
+    let capped = env.app(&[("MAX_CODES_PER_CHALLENGE", "2")]);
+    assert_eq!(
+        call_with_id(&capped, &post(&challenge), "req-resend", &env)
+            .await
+            .status,
+        200
+    );
+    let mails = emails_to(&address);
+    secrets.push(code_in(&mails[mails.len() - 1]));
+    secrets.push(s(&env.challenge_item(&challenge).await, "codeHash").unwrap());
+    assert_eq!(
+        call_with_id(&capped, &post(&challenge), "req-cap", &env)
+            .await
+            .status,
+        429
+    );
+    let limited = with_caller(event("http-api-get.json"), &random_ip());
+    for i in 0..6 {
+        call_with_id(&app, &limited, &format!("req-limit-{i}"), &env).await;
+    }
+    let (unverified, hidden) = env
+        .user(
+            serde_json::json!({"emails": [{"address": "hidden@example.test", "verified": false}]}),
+        )
+        .await;
+    let c3 = env.challenge(&unverified, "email", 600).await;
+    assert_eq!(
+        call_with_id(&app, &post(&c3), "req-unverified", &env)
+            .await
+            .status,
+        400
+    );
+    secrets.extend([hidden, "hidden@example.test".to_string()]);
+    let down = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&env.sdk)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let unreachable = App::with_clients(config(&[]), env.db.clone(), down).unwrap();
+    let (c4, _, address4) = env.email_challenge().await;
+    assert_eq!(
+        call_with_id(&unreachable, &post(&c4), "req-ses-down", &env)
+            .await
+            .status,
+        503
+    );
+    secrets.push(address4);
+
     let logs = text();
     assert!(
         logs.contains("aws_smithy_runtime"),
