@@ -22,7 +22,9 @@ warn() { printf 'audit: warning: %s\n' "$*" >&2; }
 
 if [ ! -x "$AUDIT" ] || ! "$AUDIT" audit --version 2>/dev/null | grep -q "$CARGO_AUDIT_VERSION"; then
   echo "audit: building cargo-audit $CARGO_AUDIT_VERSION into .tools/ (once)" >&2
-  cargo install --quiet --locked --root "$ROOT/.tools" cargo-audit --version "$CARGO_AUDIT_VERSION"
+  # An unoptimised build takes half the time (about 3 min on 2 cores) and
+  # still scans the lock file in under a second.
+  cargo install --quiet --locked --debug --root "$ROOT/.tools" cargo-audit --version "$CARGO_AUDIT_VERSION"
 fi
 
 if [ -z "${ADVISORY_NO_FETCH:-}" ]; then
