@@ -1,11 +1,16 @@
 //! Shared AWS SDK set-up (timeouts, retries) and the mapping of SDK errors
 //! onto [`DependencyError`]. Nothing outside `store` and `mailer` sees SDK types.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -113,5 +118,67 @@ where
         operation,
         kind,
         detail,
+    }
+}
+
+/// Whether a failed call may still have been carried out by the service:
+/// false only when the service answered with an error, or the request
+/// never left (the connection was refused or timed out while opening).
+pub fn may_have_been_applied<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    match err {
+        SdkError::ConstructionFailure(_) | SdkError::ServiceError(_) => false,
+        SdkError::ResponseError(_) => err
+            .raw_response()
+            .is_some_and(|r| r.status().is_success()),
+        // No read timeout is configured, so a dispatch timeout is the
+        // connect timeout: nothing was sent.
+        SdkError::DispatchFailure(failure) => !(failure.is_timeout() || is_refused(err)),
+        _ => true,
+    }
+}
+
+/// A connection refused by the peer, anywhere in the error's sources.
+fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// Counts the attempts the SDK makes for one call, so a retried write (which
+/// may have been applied twice) can be logged.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptCounter(Arc<AtomicU32>);
+
+impl AttemptCounter {
+    /// Attempts so far.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for AttemptCounter {
+    fn name(&self) -> &'static str {
+        "AttemptCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -1,34 +1,65 @@
 //! Who is calling: the client IP that the AWS front door itself observed.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-/// The rate-limited identity of a caller: an IP address, or the single
-/// shared bucket `unknown` when the front door gave none we can trust.
+/// The rate-limited identity of a caller: an IPv4 address, an IPv6 network
+/// of `RATE_LIMIT_IPV6_PREFIX` bits, or the single shared bucket `unknown`
+/// when the front door gave no address we can trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerIp {
-    /// A parsed client address, printed in its canonical form.
-    Ip(IpAddr),
+    /// An IPv4 caller (an IPv4-mapped IPv6 address folds to this).
+    V4(std::net::Ipv4Addr),
+    /// An IPv6 caller's network: host bits cleared, with its prefix length.
+    V6 {
+        /// The network address.
+        network: Ipv6Addr,
+        /// Prefix length in bits (128: the address itself).
+        prefix: u8,
+    },
     /// No usable address: counted together with every other such request.
     Unknown,
 }
 
+/// Printed as the counter key needs it: `198.51.100.7`, `2001:db8:1:2::/64`,
+/// a plain IPv6 address at prefix 128, or `unknown`.
 impl fmt::Display for CallerIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::V4(ip) => write!(f, "{ip}"),
+            Self::V6 {
+                network,
+                prefix: 128,
+            } => write!(f, "{network}"),
+            Self::V6 { network, prefix } => write!(f, "{network}/{prefix}"),
             Self::Unknown => f.write_str("unknown"),
         }
     }
 }
 
 impl CallerIp {
-    fn parse(raw: Option<&str>) -> Self {
-        raw.and_then(|s| s.trim().parse::<IpAddr>().ok())
-            .map_or(Self::Unknown, |ip| Self::Ip(ip.to_canonical()))
+    /// The caller for a raw address string; IPv6 callers are grouped by
+    /// `ipv6_prefix` bits (clamped to 0–128).
+    pub fn parse(raw: Option<&str>, ipv6_prefix: u8) -> Self {
+        match raw.and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+            None => Self::Unknown,
+            Some(ip) => match ip.to_canonical() {
+                IpAddr::V4(v4) => Self::V4(v4),
+                IpAddr::V6(v6) => {
+                    let prefix = ipv6_prefix.min(128);
+                    let mask = u128::MAX
+                        .checked_shl(u32::from(128 - prefix))
+                        .unwrap_or(0);
+                    Self::V6 {
+                        network: Ipv6Addr::from(u128::from(v6) & mask),
+                        prefix,
+                    }
+                }
+            },
+        }
     }
 }
 
@@ -38,12 +69,11 @@ impl CallerIp {
 /// saw in the request context; client headers are ignored there. Behind an
 /// ALB the address is the `X-Forwarded-For` entry `trusted_proxy_hops` from
 /// the right, since only the entries appended by trusted proxies are honest.
-pub fn identify(req: &Request, trusted_proxy_hops: u32) -> CallerIp {
+pub fn identify(req: &Request, trusted_proxy_hops: u32, ipv6_prefix: u8) -> CallerIp {
+    let parse = |raw: Option<&str>| CallerIp::parse(raw, ipv6_prefix);
     match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            CallerIp::parse(ctx.identity.source_ip.as_deref())
-        }
-        Some(RequestContext::ApiGatewayV2(ctx)) => CallerIp::parse(ctx.http.source_ip.as_deref()),
+        Some(RequestContext::ApiGatewayV1(ctx)) => parse(ctx.identity.source_ip.as_deref()),
+        Some(RequestContext::ApiGatewayV2(ctx)) => parse(ctx.http.source_ip.as_deref()),
         Some(RequestContext::Alb(_)) => {
             let chain: Vec<&str> = req
                 .headers()
@@ -53,7 +83,7 @@ pub fn identify(req: &Request, trusted_proxy_hops: u32) -> CallerIp {
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
                 .collect();
-            CallerIp::parse(forwarded_entry(&chain, trusted_proxy_hops))
+            parse(forwarded_entry(&chain, trusted_proxy_hops))
         }
         _ => CallerIp::Unknown,
     }
@@ -113,7 +143,7 @@ mod tests {
     #[test]
     fn rest_api_uses_identity_source_ip_not_client_headers() {
         assert_eq!(
-            identify(&rest("203.0.113.9", "1.1.1.1"), 1).to_string(),
+            identify(&rest("203.0.113.9", "1.1.1.1"), 1, 128).to_string(),
             "203.0.113.9"
         );
     }
@@ -121,48 +151,64 @@ mod tests {
     #[test]
     fn http_api_and_function_url_use_http_source_ip_not_client_headers() {
         assert_eq!(
-            identify(&http_api("198.51.100.7", "1.1.1.1"), 1).to_string(),
+            identify(&http_api("198.51.100.7", "1.1.1.1"), 1, 128).to_string(),
             "198.51.100.7"
         );
     }
 
     #[test]
     fn missing_or_garbage_source_ip_is_the_shared_unknown_caller() {
-        assert_eq!(identify(&rest("", "1.1.1.1"), 1), CallerIp::Unknown);
+        assert_eq!(identify(&rest("", "1.1.1.1"), 1, 128), CallerIp::Unknown);
         assert_eq!(
-            identify(&http_api("not-an-ip", "1.1.1.1"), 1),
+            identify(&http_api("not-an-ip", "1.1.1.1"), 1, 128),
             CallerIp::Unknown
         );
         assert_eq!(
-            identify(&http_api("1.2.3.4#0", "1.1.1.1"), 1),
+            identify(&http_api("1.2.3.4#0", "1.1.1.1"), 1, 128),
             CallerIp::Unknown
         );
         let bare = lambda_http::http::Request::builder()
             .body(lambda_http::Body::Empty)
             .unwrap();
-        assert_eq!(identify(&bare, 1).to_string(), "unknown");
+        assert_eq!(identify(&bare, 1, 128).to_string(), "unknown");
     }
 
     #[test]
     fn ipv6_is_canonicalised_and_mapped_ipv4_folds_to_ipv4() {
         assert_eq!(
-            identify(&http_api("2001:DB8:0:0::1", "x"), 1).to_string(),
+            identify(&http_api("2001:DB8:0:0::1", "x"), 1, 128).to_string(),
             "2001:db8::1"
         );
         assert_eq!(
-            identify(&http_api("::ffff:192.0.2.1", "x"), 1).to_string(),
+            identify(&http_api("::ffff:192.0.2.1", "x"), 1, 128).to_string(),
             "192.0.2.1"
         );
     }
 
     #[test]
+    fn ipv6_callers_are_counted_per_network_of_the_prefix() {
+        let key = |raw: &str, prefix: u8| identify(&http_api(raw, "x"), 1, prefix).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::/48");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 56), "2001:db8:1::/56");
+        assert_eq!(key("2001:db8:1:2ff:aaaa::1", 56), "2001:db8:1:200::/56");
+        assert_eq!(key("2001:DB8:0:0::1", 128), "2001:db8::1", "128: the address");
+        assert_eq!(key("2001:db8::1", 127), "2001:db8::/127");
+        assert_eq!(key("::ffff:192.0.2.1", 64), "192.0.2.1", "mapped IPv4 is IPv4");
+        assert_eq!(key("192.0.2.1", 48), "192.0.2.1", "IPv4 is never grouped");
+        assert_eq!(CallerIp::parse(Some("::1"), 0).to_string(), "::/0");
+    }
+
+    #[test]
     fn alb_takes_the_entry_trusted_hops_from_the_right() {
         let req = alb(&["6.6.6.6, 192.0.2.10", "10.0.0.1"]);
-        assert_eq!(identify(&req, 1).to_string(), "10.0.0.1");
-        assert_eq!(identify(&req, 2).to_string(), "192.0.2.10");
-        assert_eq!(identify(&req, 3).to_string(), "6.6.6.6");
+        assert_eq!(identify(&req, 1, 128).to_string(), "10.0.0.1");
+        assert_eq!(identify(&req, 2, 128).to_string(), "192.0.2.10");
+        assert_eq!(identify(&req, 3, 128).to_string(), "6.6.6.6");
         assert_eq!(
-            identify(&req, 9).to_string(),
+            identify(&req, 9, 128).to_string(),
             "6.6.6.6",
             "leftmost when too few"
         );
@@ -170,7 +216,7 @@ mod tests {
 
     #[test]
     fn alb_without_a_usable_forwarded_for_is_unknown() {
-        assert_eq!(identify(&alb(&[]), 1), CallerIp::Unknown);
-        assert_eq!(identify(&alb(&["1.2.3.4, garbage"]), 1), CallerIp::Unknown);
+        assert_eq!(identify(&alb(&[]), 1, 128), CallerIp::Unknown);
+        assert_eq!(identify(&alb(&["1.2.3.4, garbage"]), 1, 128), CallerIp::Unknown);
     }
 }

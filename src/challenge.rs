@@ -1,13 +1,14 @@
-//! Two-factor challenges and the pure decisions about them.
+//! Two-factor challenges and the pure decisions about them (steps 3, 5 and 6
+//! of docs/contract.md, and the reading of a refused reservation).
 
-use crate::error::{ApiError, DependencyError, FaultKind};
-use crate::time::Timestamp;
+use crate::error::ApiError;
+use crate::time::{EpochSeconds, Timestamp};
 
 /// The only method this endpoint serves.
 pub const EMAIL_METHOD: &str = "email";
 
 /// A pending login challenge, as far as this function needs to know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Challenge {
     /// `challengeId`.
     pub id: String,
@@ -15,16 +16,27 @@ pub struct Challenge {
     pub user_id: String,
     /// `email` or `totp`.
     pub method: String,
-    /// End of the challenge, epoch seconds.
-    pub expire_at: i64,
-    /// Codes already sent for it.
+    /// End of the challenge.
+    pub expire_at: EpochSeconds,
+    /// Sends reserved for it so far (`codesSent`).
     pub codes_sent: u32,
+    /// When the last committed code was sent (`lastCodeSentAt`), if ever.
+    pub last_code_sent_at: Option<EpochSeconds>,
+}
+
+/// The per-challenge limits from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRules {
+    /// `MAX_CODES_PER_CHALLENGE`.
+    pub max_codes: u32,
+    /// `RESEND_COOLDOWN_SECONDS` (0: no cooldown).
+    pub cooldown_secs: u32,
 }
 
 impl Challenge {
-    /// Step 3 of the contract: the challenge must be unexpired and by email.
+    /// Step 3: the challenge must be unexpired and by email.
     pub fn check_usable(&self, now: Timestamp) -> Result<(), ApiError> {
-        if self.expire_at <= now.secs() {
+        if self.expire_at.is_at_or_before(now) {
             Err(ApiError::ChallengeExpired)
         } else if self.method != EMAIL_METHOD {
             Err(ApiError::InvalidChallengeMethod)
@@ -33,64 +45,79 @@ impl Challenge {
         }
     }
 
-    /// Step 5: at most `max_codes` codes per challenge.
-    pub fn check_cap(&self, max_codes: u32, now: Timestamp) -> Result<(), ApiError> {
-        if self.codes_sent >= max_codes {
-            Err(ApiError::CodeLimitReached {
-                retry_after: now.secs_until(self.expire_at),
-            })
-        } else {
-            Ok(())
+    /// Steps 5 and 6: under the cap, and outside the resend cooldown.
+    pub fn check_sendable(&self, rules: SendRules, now: Timestamp) -> Result<(), ApiError> {
+        if self.codes_sent >= rules.max_codes {
+            return Err(ApiError::CodeLimitReached {
+                retry_after: now.secs_until_stored(self.expire_at),
+            });
         }
+        if rules.cooldown_secs > 0 {
+            if let Some(last) = self.last_code_sent_at {
+                let ends = last.plus_secs(rules.cooldown_secs);
+                if !ends.is_at_or_before(now) {
+                    return Err(ApiError::ResendCooldown {
+                        retry_after: now.secs_until_stored(ends),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// When a code sent now stops working: its TTL, never past the challenge.
+    /// Whole seconds, as everything this function writes.
     pub fn code_expire_at(&self, now: Timestamp, code_ttl_secs: u32) -> i64 {
-        (now.secs() + i64::from(code_ttl_secs)).min(self.expire_at)
+        (now.secs() + i64::from(code_ttl_secs)).min(self.expire_at.floor())
     }
 }
 
-/// Why a conditional code rotation was refused, judged from the item as it
-/// was when the condition failed (`None`: it no longer exists).
-pub fn rotation_refusal(
+/// Why a conditional reservation was refused, judged on the item as it was
+/// when the condition failed (`None`: it no longer exists), in the order of
+/// the checks. `None` back means the item looks sendable, which a refused
+/// condition should make impossible.
+pub fn reservation_refusal(
     current: Option<&Challenge>,
     expected_user: &str,
-    max_codes: u32,
+    rules: SendRules,
     now: Timestamp,
-) -> ApiError {
+) -> Option<ApiError> {
     let Some(current) = current else {
-        return ApiError::ChallengeNotFound;
+        return Some(ApiError::ChallengeNotFound);
     };
-    if let Err(err) = current.check_usable(now) {
-        return err;
-    }
     if current.user_id != expected_user {
-        // Replaced by a different challenge under the same id since we read it.
-        return ApiError::ChallengeNotFound;
+        // Replaced by a challenge of another user under the same id.
+        return Some(ApiError::ChallengeNotFound);
     }
-    if let Err(err) = current.check_cap(max_codes, now) {
-        return err;
-    }
-    ApiError::Dependency(DependencyError {
-        service: "DynamoDB",
-        operation: "UpdateItem",
-        kind: FaultKind::Internal,
-        detail: "code rotation refused although the challenge looks usable".into(),
-    })
+    current
+        .check_usable(now)
+        .and_then(|()| current.check_sendable(rules, now))
+        .err()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const RULES: SendRules = SendRules {
+        max_codes: 3,
+        cooldown_secs: 0,
+    };
+
     fn challenge(method: &str, expire_at: i64, codes_sent: u32) -> Challenge {
         Challenge {
             id: "c".into(),
             user_id: "u".into(),
             method: method.into(),
-            expire_at,
+            expire_at: EpochSeconds::from(expire_at),
             codes_sent,
+            last_code_sent_at: None,
         }
+    }
+
+    fn sent_at(mut c: Challenge, secs: &str) -> Challenge {
+        c.last_code_sent_at = EpochSeconds::parse(secs);
+        c
     }
 
     #[test]
@@ -105,6 +132,34 @@ mod tests {
             Err(ApiError::ChallengeExpired)
         );
         assert_eq!(challenge("email", 101, 0).check_usable(now), Ok(()));
+        let at = Timestamp::from_secs(101);
+        assert_eq!(
+            challenge("email", 101, 0).check_usable(at),
+            Err(ApiError::ChallengeExpired),
+            "expireAt == now is expired"
+        );
+    }
+
+    #[test]
+    fn fractional_expiry_is_compared_to_the_millisecond() {
+        let mut c = challenge("email", 0, 0);
+        c.expire_at = EpochSeconds::parse("100.25").unwrap();
+        assert_eq!(c.check_usable(Timestamp::from_millis(100_249)), Ok(()));
+        assert_eq!(
+            c.check_usable(Timestamp::from_millis(100_250)),
+            Err(ApiError::ChallengeExpired)
+        );
+        assert_eq!(c.code_expire_at(Timestamp::from_secs(50), 600), 100);
+        assert_eq!(
+            c.check_sendable(
+                SendRules {
+                    max_codes: 0,
+                    cooldown_secs: 0
+                },
+                Timestamp::from_millis(99_000)
+            ),
+            Err(ApiError::CodeLimitReached { retry_after: 2 })
+        );
     }
 
     #[test]
@@ -128,16 +183,55 @@ mod tests {
     #[test]
     fn cap_allows_max_codes_then_refuses_until_expiry() {
         let now = Timestamp::from_secs(100);
-        assert_eq!(challenge("email", 400, 2).check_cap(3, now), Ok(()));
+        assert_eq!(challenge("email", 400, 2).check_sendable(RULES, now), Ok(()));
         assert_eq!(
-            challenge("email", 400, 3).check_cap(3, now),
+            challenge("email", 400, 3).check_sendable(RULES, now),
+            Err(ApiError::CodeLimitReached { retry_after: 300 })
+        );
+        assert_eq!(
+            challenge("email", 400, 4).check_sendable(RULES, now),
             Err(ApiError::CodeLimitReached { retry_after: 300 })
         );
     }
 
     #[test]
+    fn cooldown_counts_from_the_last_committed_code() {
+        let rules = SendRules {
+            max_codes: 5,
+            cooldown_secs: 30,
+        };
+        let c = sent_at(challenge("email", 1_000, 1), "100");
+        assert_eq!(
+            c.check_sendable(rules, Timestamp::from_millis(110_200)),
+            Err(ApiError::ResendCooldown { retry_after: 20 }),
+            "19.8 s left rounds up to 20"
+        );
+        assert_eq!(
+            c.check_sendable(rules, Timestamp::from_millis(129_999)),
+            Err(ApiError::ResendCooldown { retry_after: 1 })
+        );
+        assert_eq!(c.check_sendable(rules, Timestamp::from_secs(130)), Ok(()));
+        assert_eq!(
+            c.check_sendable(RULES, Timestamp::from_secs(101)),
+            Ok(()),
+            "no cooldown when it is 0"
+        );
+        assert_eq!(
+            challenge("email", 1_000, 1).check_sendable(rules, Timestamp::from_secs(101)),
+            Ok(()),
+            "never sent: no cooldown"
+        );
+        let capped = sent_at(challenge("email", 1_000, 5), "100");
+        assert_eq!(
+            capped.check_sendable(rules, Timestamp::from_secs(110)),
+            Err(ApiError::CodeLimitReached { retry_after: 890 }),
+            "the cap is step 5, before the cooldown"
+        );
+    }
+
+    #[test]
     fn code_expiry_is_capped_by_the_challenge() {
-        let now = Timestamp::from_secs(1_000);
+        let now = Timestamp::from_millis(1_000_700);
         assert_eq!(challenge("email", 5_000, 0).code_expire_at(now, 600), 1_600);
         assert_eq!(challenge("email", 1_200, 0).code_expire_at(now, 600), 1_200);
     }
@@ -145,34 +239,45 @@ mod tests {
     #[test]
     fn refusal_reason_follows_the_order_of_checks() {
         let now = Timestamp::from_secs(100);
+        let refusal = |c: &Challenge, user: &str| reservation_refusal(Some(c), user, RULES, now);
         assert_eq!(
-            rotation_refusal(None, "u", 3, now),
-            ApiError::ChallengeNotFound
+            reservation_refusal(None, "u", RULES, now),
+            Some(ApiError::ChallengeNotFound)
         );
-        let c = challenge("email", 50, 9);
         assert_eq!(
-            rotation_refusal(Some(&c), "u", 3, now),
-            ApiError::ChallengeExpired
+            refusal(&challenge("email", 50, 9), "u"),
+            Some(ApiError::ChallengeExpired)
         );
-        let c = challenge("totp", 500, 9);
         assert_eq!(
-            rotation_refusal(Some(&c), "u", 3, now),
-            ApiError::InvalidChallengeMethod
+            refusal(&challenge("totp", 500, 9), "u"),
+            Some(ApiError::InvalidChallengeMethod)
         );
-        let c = challenge("email", 500, 0);
         assert_eq!(
-            rotation_refusal(Some(&c), "other", 3, now),
-            ApiError::ChallengeNotFound
+            refusal(&challenge("email", 500, 0), "other"),
+            Some(ApiError::ChallengeNotFound)
         );
-        let c = challenge("email", 500, 3);
         assert_eq!(
-            rotation_refusal(Some(&c), "u", 3, now),
-            ApiError::CodeLimitReached { retry_after: 400 }
+            refusal(&challenge("email", 50, 0), "other"),
+            Some(ApiError::ChallengeNotFound),
+            "another user's challenge is not found, expired or not"
         );
-        let c = challenge("email", 500, 0);
         assert_eq!(
-            rotation_refusal(Some(&c), "u", 3, now).status().as_u16(),
-            500
+            refusal(&challenge("email", 500, 3), "u"),
+            Some(ApiError::CodeLimitReached { retry_after: 400 })
         );
+        let cooling = sent_at(challenge("email", 500, 1), "95");
+        assert_eq!(
+            reservation_refusal(
+                Some(&cooling),
+                "u",
+                SendRules {
+                    max_codes: 3,
+                    cooldown_secs: 10
+                },
+                now
+            ),
+            Some(ApiError::ResendCooldown { retry_after: 5 })
+        );
+        assert_eq!(refusal(&challenge("email", 500, 0), "u"), None);
     }
 }

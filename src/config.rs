@@ -30,6 +30,15 @@ pub struct Config {
     pub code_ttl_seconds: u32,
     /// Codes one challenge may receive (`MAX_CODES_PER_CHALLENGE`).
     pub max_codes_per_challenge: u32,
+    /// Least seconds between two codes of one challenge; 0 is off
+    /// (`RESEND_COOLDOWN_SECONDS`).
+    pub resend_cooldown_seconds: u32,
+    /// Codes one user may receive per user window; 0 is off (`MAX_CODES_PER_USER`).
+    pub max_codes_per_user: u32,
+    /// Length of the per-user window in seconds (`USER_WINDOW_SECONDS`).
+    pub user_window_seconds: u32,
+    /// IPv6 callers are counted per network of this many bits (`RATE_LIMIT_IPV6_PREFIX`).
+    pub rate_limit_ipv6_prefix: u8,
     /// ALB only: which `X-Forwarded-For` entry, from the right, is the caller.
     pub trusted_proxy_hops: u32,
     /// Email language for users without one (`DEFAULT_LANGUAGE`).
@@ -70,6 +79,10 @@ impl fmt::Debug for Config {
             .field("rate_limit_window_seconds", &self.rate_limit_window_seconds)
             .field("code_ttl_seconds", &self.code_ttl_seconds)
             .field("max_codes_per_challenge", &self.max_codes_per_challenge)
+            .field("resend_cooldown_seconds", &self.resend_cooldown_seconds)
+            .field("max_codes_per_user", &self.max_codes_per_user)
+            .field("user_window_seconds", &self.user_window_seconds)
+            .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("default_language", &self.default_language)
             .finish_non_exhaustive()
@@ -102,18 +115,23 @@ impl Config {
                 problem: "is required but not set".into(),
             })
         };
-        let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(raw) => match raw.parse::<u32>() {
-                    Ok(n) if n >= 1 => Ok(n),
-                    _ => Err(ConfigError {
-                        variable: name,
-                        problem: format!("must be a whole number from 1 to {}", u32::MAX),
-                    }),
-                },
-            }
+        // Whole decimal numbers only: `+5`, ` 5` and `5.0` are refused.
+        let ranged = |name: &'static str, default: u32, min: u32, max: u32| {
+            let Some(raw) = get(name) else {
+                return Ok(default);
+            };
+            raw.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| raw.parse::<u32>().ok())
+                .flatten()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| ConfigError {
+                    variable: name,
+                    problem: format!("must be a whole number from {min} to {max}"),
+                })
         };
+        let number = |name: &'static str, default: u32| ranged(name, default, 1, u32::MAX);
+        let ipv6_prefix = ranged("RATE_LIMIT_IPV6_PREFIX", 64, 48, 128)?;
 
         let secret = required("CODE_HMAC_SECRET")?;
         if secret.len() < MIN_SECRET_BYTES {
@@ -151,6 +169,10 @@ impl Config {
             rate_limit_window_seconds: number("RATE_LIMIT_WINDOW_SECONDS", 60)?,
             code_ttl_seconds: number("CODE_TTL_SECONDS", 600)?,
             max_codes_per_challenge: number("MAX_CODES_PER_CHALLENGE", 5)?,
+            resend_cooldown_seconds: ranged("RESEND_COOLDOWN_SECONDS", 0, 0, u32::MAX)?,
+            max_codes_per_user: ranged("MAX_CODES_PER_USER", 10, 0, u32::MAX)?,
+            user_window_seconds: number("USER_WINDOW_SECONDS", 3600)?,
+            rate_limit_ipv6_prefix: u8::try_from(ipv6_prefix).unwrap_or(128),
             trusted_proxy_hops: number("TRUSTED_PROXY_HOPS", 1)?,
             default_language,
         })
@@ -208,6 +230,10 @@ mod tests {
         assert_eq!(config.code_ttl_seconds, 600);
         assert_eq!(config.max_codes_per_challenge, 5);
         assert_eq!(config.trusted_proxy_hops, 1);
+        assert_eq!(config.resend_cooldown_seconds, 0);
+        assert_eq!(config.max_codes_per_user, 10);
+        assert_eq!(config.user_window_seconds, 3600);
+        assert_eq!(config.rate_limit_ipv6_prefix, 64);
         assert_eq!(config.default_language, Language::En);
         assert_eq!(config.ses_configuration_set, None);
     }
@@ -252,8 +278,9 @@ mod tests {
             "CODE_TTL_SECONDS",
             "MAX_CODES_PER_CHALLENGE",
             "TRUSTED_PROXY_HOPS",
+            "USER_WINDOW_SECONDS",
         ] {
-            for bad in ["0", "-1", "five", "1.5", " 5", "99999999999"] {
+            for bad in ["0", "-1", "five", "1.5", " 5", "+5", "99999999999"] {
                 let mut vars = base();
                 vars.insert(name, bad.to_string());
                 assert_eq!(load(&vars).unwrap_err().variable, name, "{name}={bad}");
@@ -261,6 +288,40 @@ mod tests {
             let mut vars = base();
             vars.insert(name, "7".to_string());
             assert!(load(&vars).is_ok());
+        }
+    }
+
+    #[test]
+    fn zero_turns_off_the_cooldown_and_the_user_budget() {
+        for name in ["RESEND_COOLDOWN_SECONDS", "MAX_CODES_PER_USER"] {
+            for bad in ["-1", "x", "1.5", " 0", "+1", "99999999999"] {
+                let mut vars = base();
+                vars.insert(name, bad.to_string());
+                assert_eq!(load(&vars).unwrap_err().variable, name, "{name}={bad}");
+            }
+        }
+        let mut vars = base();
+        vars.insert("RESEND_COOLDOWN_SECONDS", "0".into());
+        vars.insert("MAX_CODES_PER_USER", "0".into());
+        let config = load(&vars).unwrap();
+        assert_eq!((config.resend_cooldown_seconds, config.max_codes_per_user), (0, 0));
+        vars.insert("RESEND_COOLDOWN_SECONDS", "30".into());
+        vars.insert("MAX_CODES_PER_USER", "3".into());
+        let config = load(&vars).unwrap();
+        assert_eq!((config.resend_cooldown_seconds, config.max_codes_per_user), (30, 3));
+    }
+
+    #[test]
+    fn ipv6_prefix_is_48_to_128() {
+        for bad in ["47", "129", "0", "64.0", "x", "-64"] {
+            let mut vars = base();
+            vars.insert("RATE_LIMIT_IPV6_PREFIX", bad.into());
+            assert_eq!(load(&vars).unwrap_err().variable, "RATE_LIMIT_IPV6_PREFIX", "{bad}");
+        }
+        for good in [48u8, 56, 64, 128] {
+            let mut vars = base();
+            vars.insert("RATE_LIMIT_IPV6_PREFIX", good.to_string());
+            assert_eq!(load(&vars).unwrap().rate_limit_ipv6_prefix, good);
         }
     }
 

@@ -38,6 +38,18 @@ pub enum ApiError {
         /// Seconds until the challenge expires.
         retry_after: i64,
     },
+    /// The challenge is inside its resend cooldown.
+    #[error("please wait before requesting another code")]
+    ResendCooldown {
+        /// Seconds until the cooldown ends.
+        retry_after: i64,
+    },
+    /// The user already received `MAX_CODES_PER_USER` codes in this window.
+    #[error("too many codes sent to this user")]
+    UserCodeLimitReached {
+        /// Seconds until the user's window ends.
+        retry_after: i64,
+    },
     /// DynamoDB, SES or the random source failed.
     #[error(transparent)]
     Dependency(#[from] DependencyError),
@@ -58,6 +70,19 @@ pub struct DependencyError {
     pub detail: String,
 }
 
+impl DependencyError {
+    /// A failure that retrying will not fix (a malformed item, a refused
+    /// build, a broken invariant).
+    pub fn internal(service: &'static str, operation: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            service,
+            operation,
+            kind: FaultKind::Internal,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// How a dependency failed, which decides 503 versus 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -72,9 +97,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::TooManyRequests { .. } | Self::CodeLimitReached { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::TooManyRequests { .. }
+            | Self::CodeLimitReached { .. }
+            | Self::ResendCooldown { .. }
+            | Self::UserCodeLimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ParameterRequired
             | Self::ChallengeNotFound
             | Self::ChallengeExpired
@@ -92,9 +118,10 @@ impl ApiError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::MethodNotAllowed => "error-method-not-allowed",
-            Self::TooManyRequests { .. } | Self::CodeLimitReached { .. } => {
-                "error-too-many-requests"
-            }
+            Self::TooManyRequests { .. }
+            | Self::CodeLimitReached { .. }
+            | Self::ResendCooldown { .. }
+            | Self::UserCodeLimitReached { .. } => "error-too-many-requests",
             Self::ParameterRequired => "error-parameter-required",
             Self::ChallengeNotFound => "error-challenge-not-found",
             Self::ChallengeExpired => "error-challenge-expired",
@@ -116,6 +143,10 @@ impl ApiError {
                  before trying this endpoint again. [error-too-many-requests]"
             ),
             Self::CodeLimitReached { .. } => "too many codes sent for this challenge".into(),
+            Self::ResendCooldown { retry_after } => {
+                format!("Please wait {retry_after} seconds before requesting another code")
+            }
+            Self::UserCodeLimitReached { .. } => "too many codes sent to this user".into(),
             Self::Dependency(e) => match e.kind {
                 FaultKind::Unavailable => {
                     "the service is temporarily unavailable, please try again later".into()
@@ -129,9 +160,10 @@ impl ApiError {
     /// `Retry-After` seconds, for the answers that have one.
     pub fn retry_after(&self) -> Option<i64> {
         match self {
-            Self::TooManyRequests { retry_after } | Self::CodeLimitReached { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::TooManyRequests { retry_after }
+            | Self::CodeLimitReached { retry_after }
+            | Self::ResendCooldown { retry_after }
+            | Self::UserCodeLimitReached { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -201,6 +233,18 @@ mod tests {
                 "error-too-many-requests",
                 "too many codes sent for this challenge",
             ),
+            (
+                ApiError::ResendCooldown { retry_after: 17 },
+                429,
+                "error-too-many-requests",
+                "Please wait 17 seconds before requesting another code",
+            ),
+            (
+                ApiError::UserCodeLimitReached { retry_after: 9 },
+                429,
+                "error-too-many-requests",
+                "too many codes sent to this user",
+            ),
         ];
         for (err, status, error_type, message) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -218,6 +262,9 @@ mod tests {
              this endpoint again. [error-too-many-requests]"
         );
         assert_eq!(err.retry_after(), Some(42));
+        assert_eq!(ApiError::ResendCooldown { retry_after: 3 }.retry_after(), Some(3));
+        assert_eq!(ApiError::UserCodeLimitReached { retry_after: 4 }.retry_after(), Some(4));
+        assert_eq!(ApiError::CodeLimitReached { retry_after: 5 }.retry_after(), Some(5));
         assert_eq!(ApiError::ChallengeNotFound.retry_after(), None);
     }
 

@@ -1,22 +1,25 @@
-//! The request handler: contract section 2, top to bottom.
+//! The request handler, in the order of docs/contract.md section 2:
+//! caller → rate limit → parse → read → decide → reserve → send → commit,
+//! with one place ([`give_back`]) that returns a reservation.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::caller::{self, CallerIp};
-use crate::challenge::{rotation_refusal, Challenge};
+use crate::challenge::{reservation_refusal, Challenge, SendRules};
 use crate::code::{Code, CodeHash};
 use crate::config::Config;
 use crate::email::{EmailInput, Language, TemplateError, Templates};
-use crate::error::{ApiError, DependencyError, FaultKind};
+use crate::error::{ApiError, DependencyError};
 use crate::mailer::Mailer;
 use crate::metrics::RequestMetrics;
-use crate::rate_limit::{RateStatus, RateWindow};
+use crate::rate_limit::{RateStatus, RateWindow, RefusedCallers};
 use crate::request::{self, ChallengeId};
 use crate::response;
-use crate::store::{Count, PreviousCode, Rotated, Rotation, Store};
+use crate::store::{Commit, Committed, Count, Reservation, Reserved, Store};
 use crate::time::Timestamp;
 use crate::user::User;
 
@@ -27,6 +30,7 @@ pub struct App {
     store: Store,
     mailer: Mailer,
     templates: Templates,
+    refused: Arc<RefusedCallers>,
 }
 
 impl App {
@@ -49,6 +53,7 @@ impl App {
             store: Store::new(dynamodb, &config),
             mailer: Mailer::new(ses, &config),
             templates: Templates::load()?,
+            refused: Arc::default(),
             config,
         })
     }
@@ -57,12 +62,74 @@ impl App {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    fn send_rules(&self) -> SendRules {
+        SendRules {
+            max_codes: self.config.max_codes_per_challenge,
+            cooldown_secs: self.config.resend_cooldown_seconds,
+        }
+    }
+}
+
+/// What became of the sends this request reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReservationFate {
+    /// Nothing was reserved.
+    #[default]
+    None,
+    /// Reserved, sent and the code stored (or the challenge gone by then).
+    Used,
+    /// Reserved, then given back: nothing was sent.
+    GivenBack,
+    /// Kept although no message is known to have been accepted: the SES
+    /// outcome or a reservation write is unknown, or the give-back failed.
+    /// Counters may stand one above the messages sent.
+    KeptUnsent,
+}
+
+impl ReservationFate {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Used => "used",
+            Self::GivenBack => "given_back",
+            Self::KeptUnsent => "kept_unsent",
+        }
+    }
+}
+
+/// What one request did, for its log line (and for tests that check the
+/// invariants). Holds no code, hash, secret or address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// The challenge's id, only once it was found (never a caller's guess).
+    pub challenge_id: Option<String>,
+    /// SES's id of the message sent.
+    pub message_id: Option<String>,
+    /// How many addresses the message went to.
+    pub recipients: usize,
+    /// What became of the reservation.
+    pub reservation: ReservationFate,
+    /// Attempts of the reservation write (more than 1: retried by the SDK).
+    pub reserve_attempts: u32,
+    /// Answered from this instance's memory of refused callers.
+    pub refused_from_memory: bool,
 }
 
 /// Serves one request at time `now`. Never fails: every error becomes a JSON answer.
 pub async fn handle(app: &App, req: Request, now: Timestamp) -> Response<Body> {
+    handle_traced(app, req, now).await.0
+}
+
+/// [`handle`], also returning what the request did.
+pub async fn handle_traced(app: &App, req: Request, now: Timestamp) -> (Response<Body>, Trace) {
     let started = Instant::now();
-    let caller = caller::identify(&req, app.config.trusted_proxy_hops);
+    let config = &app.config;
+    let caller = caller::identify(
+        &req,
+        config.trusted_proxy_hops,
+        config.rate_limit_ipv6_prefix,
+    );
     let request_id = req
         .lambda_context_ref()
         .map(|ctx| ctx.request_id.clone())
@@ -70,191 +137,319 @@ pub async fn handle(app: &App, req: Request, now: Timestamp) -> Response<Body> {
     let parsed = request::check_method(req.method()).and_then(|()| request::challenge_id(&req));
     drop(req);
 
-    let (rate, outcome) = serve(app, &caller, parsed, now).await;
+    let mut trace = Trace::default();
+    let (rate, outcome) = serve(app, &caller, parsed, now, &mut trace).await;
 
-    let response = response::build(
-        &outcome.as_ref().map(|_| ()).map_err(Clone::clone),
-        rate.as_ref(),
-    );
+    let response = response::build(&outcome, rate.as_ref());
     log_request(
         &request_id,
         &caller,
         &outcome,
+        &trace,
         response.status().as_u16(),
         started,
         now,
     );
-    response
+    (response, trace)
 }
 
-/// Steps 1 to 8. Returns the caller's rate status (absent only when the
-/// counter could not be reached) and the number of recipients on success.
+/// Step 1 with the challenge read beside it, then the rest. Returns the
+/// caller's rate status (absent only when its counter could not be reached).
 async fn serve(
     app: &App,
     caller: &CallerIp,
     parsed: Result<ChallengeId, ApiError>,
     now: Timestamp,
-) -> (Option<RateStatus>, Result<usize, ApiError>) {
-    let config = &app.config;
-    let window = RateWindow::containing(now, config.rate_limit_window_seconds);
-    let count = count_request(app, caller, window);
-
-    // Round 1: the counter and the challenge do not depend on each other.
-    let (count, loaded) = match parsed {
-        Ok(id) => {
-            let (count, read) = tokio::join!(count, app.store.get_challenge(&id));
-            (count, Ok((id, read)))
-        }
-        Err(err) => (count.await, Err(err)),
+    trace: &mut Trace,
+) -> (Option<RateStatus>, Result<(), ApiError>) {
+    let limit = app.config.rate_limit_max;
+    let window = RateWindow::containing(now, app.config.rate_limit_window_seconds);
+    let key = window.counter_key(caller);
+    let too_many = |rate: RateStatus| {
+        let retry_after = rate.retry_after(now);
+        (Some(rate), Err(ApiError::TooManyRequests { retry_after }))
     };
+    if app.refused.is_refused(&key, window) {
+        // Its counter only grows within this window: still refused.
+        trace.refused_from_memory = true;
+        return too_many(RateStatus::exceeded(limit, window));
+    }
 
+    // Round 1: the caller's counter and the challenge read.
+    let count = app.store.count(&key, window.counter_expire_at(), limit);
+    let (count, read) = match &parsed {
+        Ok(id) => {
+            let (count, read) = tokio::join!(count, app.store.get_challenge(id));
+            (count, Ok(read))
+        }
+        Err(err) => (count.await, Err(err.clone())),
+    };
     let rate = match count {
-        Ok(rate) => rate,
+        Ok(Count::Counted(n)) => RateStatus::counted(limit, n, window),
+        Ok(Count::LimitReached) => {
+            app.refused.remember(key, window);
+            return too_many(RateStatus::exceeded(limit, window));
+        }
         Err(err) => return (None, Err(err.into())),
     };
-    if !rate.allowed {
-        let retry_after = rate.retry_after(now);
-        return (Some(rate), Err(ApiError::TooManyRequests { retry_after }));
-    }
-    let outcome = match loaded {
-        Ok((id, read)) => deliver(app, &id, read, now).await,
-        Err(err) => Err(err),
+    let outcome = match read {
+        Ok(read) => deliver(app, read, now, trace).await,
+        Err(invalid) => Err(invalid),
     };
     (Some(rate), outcome)
 }
 
-/// Step 1: one conditional increment of the caller's counter for this window.
-async fn count_request(
-    app: &App,
-    caller: &CallerIp,
-    window: RateWindow,
-) -> Result<RateStatus, DependencyError> {
-    let limit = app.config.rate_limit_max;
-    let count = app
-        .store
-        .count_request(
-            &window.counter_key(caller),
-            window.counter_expire_at(),
-            limit,
-        )
-        .await?;
-    Ok(match count {
-        Count::Counted(n) => RateStatus::counted(limit, n, window),
-        Count::LimitReached => RateStatus::exceeded(limit, window),
-    })
-}
-
-/// A code written to the challenge by this request, kept so it can be undone.
-struct Written {
-    hash: CodeHash,
-    previous: PreviousCode,
-}
-
-/// Steps 3 to 7 for a well-formed, rate-allowed request.
+/// Steps 3 to 11 for a valid, counted request.
 async fn deliver(
     app: &App,
-    id: &ChallengeId,
     read: Result<Option<Challenge>, DependencyError>,
     now: Timestamp,
-) -> Result<usize, ApiError> {
-    let config = &app.config;
-    let challenge = read?.ok_or(ApiError::ChallengeNotFound)?;
-    challenge.check_usable(now)?;
-
-    let code = Code::generate().map_err(|e| DependencyError {
-        service: "OS",
-        operation: "getrandom",
-        kind: FaultKind::Internal,
-        detail: e.to_string(),
-    })?;
-    let hash = CodeHash::new(config.code_hmac_secret.as_bytes(), id.as_str(), &code);
-    let code_expire_at = challenge.code_expire_at(now, config.code_ttl_seconds);
-
-    // Round 2: the user read and the conditional rotation are independent;
-    // a challenge already at its cap is not written at all.
-    let user_read = app.store.get_user(&challenge.user_id);
-    let (user, rotated) = match challenge.check_cap(config.max_codes_per_challenge, now) {
-        Ok(()) => {
-            let rotation = Rotation {
-                challenge: &challenge,
-                code_hash: &hash,
-                code_expire_at,
-                now_secs: now.secs(),
-                max_codes: config.max_codes_per_challenge,
-            };
-            let (user, rotated) = tokio::join!(user_read, app.store.rotate_code(rotation));
-            (user, rotated.map_err(ApiError::from))
-        }
-        Err(cap) => (user_read.await, Err(cap)),
-    };
-    let written = match &rotated {
-        Ok(Rotated::Done(previous)) => Some(Written {
-            hash: hash.clone(),
-            previous: previous.clone(),
-        }),
-        _ => None,
-    };
-
-    let result = async {
-        // Decide in the contract's order: user (step 4) before cap (step 5).
-        let user = user?.ok_or(ApiError::UserNotFound)?;
-        if user.verified_addresses.is_empty() {
-            return Err(ApiError::NoVerifiedEmail);
-        }
-        if let Rotated::Refused(current) = rotated? {
-            return Err(rotation_refusal(
-                current.as_ref(),
-                &challenge.user_id,
-                config.max_codes_per_challenge,
-                now,
-            ));
-        }
-        // Round 3: send.
-        send(app, &user, &code, code_expire_at, now).await?;
-        Ok(user.verified_addresses.len())
-    }
-    .await;
-
-    if let (Err(_), Some(written)) = (&result, written) {
-        // The request failed after our write: put the challenge back.
-        if let Err(err) = app
-            .store
-            .undo_rotation(id.as_str(), &written.hash, &written.previous)
-            .await
-        {
-            tracing::error!(
-                service = err.service,
-                operation = err.operation,
-                detail = %err.detail,
-                "could not undo the code rotation of a failed request"
-            );
-        }
-    }
-    result
-}
-
-/// Step 7: one message to all the user's verified addresses.
-async fn send(
-    app: &App,
-    user: &User,
-    code: &Code,
-    code_expire_at: i64,
-    now: Timestamp,
+    trace: &mut Trace,
 ) -> Result<(), ApiError> {
+    let challenge = read?.ok_or(ApiError::ChallengeNotFound)?;
+    trace.challenge_id = Some(challenge.id.clone());
+    challenge.check_usable(now)?;
+    let code = Code::generate()
+        .map_err(|e| DependencyError::internal("OS", "getrandom", e.to_string()))?;
+
+    // Round 2: the user read beside the reservations, unless the read
+    // already shows the cap or the cooldown (then nothing is written).
+    let rules = app.send_rules();
+    let sendable = challenge.check_sendable(rules, now);
+    let (user, held) = if sendable.is_ok() {
+        tokio::join!(
+            app.store.get_user(&challenge.user_id),
+            reserve(app, &challenge, rules, now)
+        )
+    } else {
+        (
+            app.store.get_user(&challenge.user_id).await,
+            Held::default(),
+        )
+    };
+    trace.reserve_attempts = held.send_attempts;
+    let user = match decide(user, sendable, &held, &challenge, rules, now) {
+        Ok(user) => user,
+        Err(err) => {
+            give_back(app, &challenge, &held, trace).await;
+            return Err(err);
+        }
+    };
+
+    // Round 3: the message.
+    let code_expire_at = challenge.code_expire_at(now, app.config.code_ttl_seconds);
     let language = user
         .language
         .as_deref()
         .and_then(Language::resolve)
         .unwrap_or(app.config.default_language);
     let email = app.templates.render(&EmailInput {
-        code,
+        code: &code,
         code_expire_at,
         display_name: user.display_name.as_deref(),
         language,
         now,
     });
-    app.mailer.send(&user.verified_addresses, &email).await?;
-    Ok(())
+    trace.recipients = user.verified_addresses.len();
+    let message_id = match app.mailer.send(&user.verified_addresses, &email).await {
+        Ok(id) => id,
+        Err(failure) => {
+            if failure.maybe_accepted {
+                // SES may have taken it: the reservation stays spent.
+                trace.reservation = ReservationFate::KeptUnsent;
+            } else {
+                give_back(app, &challenge, &held, trace).await;
+            }
+            return Err(failure.error.into());
+        }
+    };
+    trace.reservation = ReservationFate::Used;
+    trace.message_id = Some(message_id.clone());
+
+    // Round 4: the commit, the only write of the code. An email went out,
+    // so from here on nothing is given back.
+    let code_hash = CodeHash::new(app.config.code_hmac_secret.as_bytes(), &challenge.id, &code);
+    let committed = app
+        .store
+        .commit_code(Commit {
+            challenge: &challenge,
+            code_hash: &code_hash,
+            code_expire_at,
+            sent_at: now.secs(),
+            message_id: &message_id,
+        })
+        .await?;
+    match committed {
+        Committed::Stored => Ok(()),
+        Committed::ChallengeGone => Err(ApiError::ChallengeNotFound),
+    }
+}
+
+/// The outcome of the reservation round.
+#[derive(Debug, Default)]
+struct Held {
+    /// The challenge's reservation, when one was attempted.
+    send: Option<Result<Reserved, DependencyError>>,
+    /// The per-user counter (key, result), when the budget is on.
+    user: Option<(String, Result<Count, DependencyError>, RateWindow)>,
+    /// Attempts of the challenge's reservation write.
+    send_attempts: u32,
+}
+
+impl Held {
+    /// A send was certainly taken from the challenge.
+    fn took_send(&self) -> bool {
+        matches!(self.send, Some(Ok(Reserved::Taken { .. })))
+    }
+
+    /// The user counter key, when one was certainly taken from it.
+    fn took_user_count(&self) -> Option<&str> {
+        match &self.user {
+            Some((key, Ok(Count::Counted(_)), _)) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// A write whose effect is unknown: it may have counted.
+    fn unknown(&self) -> bool {
+        matches!(self.send, Some(Err(_)))
+            || matches!(self.user, Some((_, Err(_), _)))
+            || self.send_attempts > 1
+    }
+}
+
+/// Steps 8 and 7's counter: one conditional write on the challenge and one
+/// on the user's counter, in the same round.
+async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timestamp) -> Held {
+    let send = app.store.reserve_send(Reservation {
+        challenge,
+        now,
+        rules,
+    });
+    let max_per_user = app.config.max_codes_per_user;
+    if max_per_user == 0 {
+        let send = send.await;
+        return Held {
+            send_attempts: attempts(&send),
+            send: Some(send),
+            user: None,
+        };
+    }
+    let window = RateWindow::containing(now, app.config.user_window_seconds);
+    let key = window.user_counter_key(&challenge.user_id);
+    let (send, user) = tokio::join!(
+        send,
+        app.store
+            .count(&key, window.counter_expire_at(), max_per_user)
+    );
+    Held {
+        send_attempts: attempts(&send),
+        send: Some(send),
+        user: Some((key, user, window)),
+    }
+}
+
+fn attempts(send: &Result<Reserved, DependencyError>) -> u32 {
+    match send {
+        Ok(Reserved::Taken { attempts }) => *attempts,
+        _ => 1,
+    }
+}
+
+/// Steps 3 to 7 in their order, whatever order the calls ran in: the first
+/// failing step is the answer.
+fn decide(
+    user: Result<Option<User>, DependencyError>,
+    sendable: Result<(), ApiError>,
+    held: &Held,
+    challenge: &Challenge,
+    rules: SendRules,
+    now: Timestamp,
+) -> Result<User, ApiError> {
+    let refusal = match &held.send {
+        Some(Ok(Reserved::Refused(current))) => Some(
+            reservation_refusal(current.as_ref(), &challenge.user_id, rules, now).unwrap_or_else(
+                || {
+                    ApiError::Dependency(DependencyError::internal(
+                        "DynamoDB",
+                        "UpdateItem",
+                        "reservation refused although the challenge looks sendable",
+                    ))
+                },
+            ),
+        ),
+        _ => None,
+    };
+    // Step 3 as the reservation found it (deleted, replaced, expired).
+    if let Some(
+        err @ (ApiError::ChallengeNotFound
+        | ApiError::ChallengeExpired
+        | ApiError::InvalidChallengeMethod),
+    ) = &refusal
+    {
+        return Err(err.clone());
+    }
+    // Step 4.
+    let user = user?.ok_or(ApiError::UserNotFound)?;
+    if user.verified_addresses.is_empty() {
+        return Err(ApiError::NoVerifiedEmail);
+    }
+    // Steps 5 and 6, on the read, then as the reservation found them.
+    sendable?;
+    if let Some(err) = refusal {
+        return Err(err);
+    }
+    if let Some(Err(err)) = &held.send {
+        return Err(err.clone().into());
+    }
+    // Step 7.
+    match &held.user {
+        Some((_, Ok(Count::LimitReached), window)) => Err(ApiError::UserCodeLimitReached {
+            retry_after: now.secs_until(window.end),
+        }),
+        Some((_, Err(err), _)) => Err(err.clone().into()),
+        _ => Ok(user),
+    }
+}
+
+/// The one place a reservation goes back: the challenge's send and the
+/// user's count, whichever this request certainly took. Each give-back is
+/// a single attempt; a failure is logged and leaves the counter one high.
+async fn give_back(app: &App, challenge: &Challenge, held: &Held, trace: &mut Trace) {
+    let send = async {
+        if held.took_send() {
+            app.store.give_back_send(challenge).await.map(|()| true)
+        } else {
+            Ok(false)
+        }
+    };
+    let user = async {
+        match held.took_user_count() {
+            Some(key) => app.store.give_back_count(key).await.map(|()| true),
+            None => Ok(false),
+        }
+    };
+    let (send, user) = tokio::join!(send, user);
+    let mut failed = held.unknown();
+    for result in [&send, &user] {
+        if let Err(err) = result {
+            failed = true;
+            tracing::error!(
+                service = err.service,
+                operation = err.operation,
+                detail = %err.detail,
+                "could not give a reservation back; its counter stays one high"
+            );
+        }
+    }
+    let gave = matches!(send, Ok(true)) || matches!(user, Ok(true));
+    trace.reservation = if failed {
+        ReservationFate::KeptUnsent
+    } else if gave {
+        ReservationFate::GivenBack
+    } else {
+        ReservationFate::None
+    };
 }
 
 /// One log line and one metrics line per request. Never the code, its hash,
@@ -262,7 +457,8 @@ async fn send(
 fn log_request(
     request_id: &str,
     caller: &CallerIp,
-    outcome: &Result<usize, ApiError>,
+    outcome: &Result<(), ApiError>,
+    trace: &Trace,
     status: u16,
     started: Instant,
     now: Timestamp,
@@ -270,9 +466,9 @@ fn log_request(
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let error_type = outcome
         .as_ref()
-        .map_or_else(ApiError::error_type, |_| "none");
+        .map_or_else(ApiError::error_type, |()| "none");
     let summary = match outcome {
-        Ok(_) => "sent",
+        Ok(()) => "sent",
         Err(ApiError::Dependency(_)) => "failed",
         Err(_) => "refused",
     };
@@ -285,14 +481,30 @@ fn log_request(
         rate_limited: matches!(outcome, Err(ApiError::TooManyRequests { .. })),
     }
     .emit();
+    let challenge_id = trace.challenge_id.as_deref().unwrap_or("");
+    let message_id = trace.message_id.as_deref().unwrap_or("");
+    let reservation = trace.reservation.as_str();
+    let reserve_attempts = trace.reserve_attempts;
+    let from_memory = trace.refused_from_memory;
+    if reserve_attempts > 1 {
+        tracing::warn!(
+            request_id,
+            challenge_id,
+            reserve_attempts,
+            "the reservation write was retried: codesSent may count this request twice"
+        );
+    }
     match outcome {
-        Ok(recipients) => tracing::info!(
+        Ok(()) => tracing::info!(
             request_id,
             %caller,
             status,
             outcome = summary,
             error_type,
-            recipients,
+            challenge_id,
+            message_id,
+            recipients = trace.recipients,
+            reservation,
             duration_ms,
             "request served"
         ),
@@ -302,6 +514,9 @@ fn log_request(
             status,
             outcome = summary,
             error_type,
+            challenge_id,
+            message_id,
+            reservation,
             service = cause.service,
             operation = cause.operation,
             cause = %cause.detail,
@@ -314,6 +529,10 @@ fn log_request(
             status,
             outcome = summary,
             error_type,
+            challenge_id,
+            message_id,
+            reservation,
+            from_memory,
             duration_ms,
             "request refused"
         ),

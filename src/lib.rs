@@ -25,5 +25,5 @@ pub mod user;
 
 pub use code::verify;
 pub use config::Config;
-pub use handler::{handle, App};
-pub use time::Timestamp;
+pub use handler::{handle, handle_traced, App, ReservationFate, Trace};
+pub use time::{EpochSeconds, Timestamp};

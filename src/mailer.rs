@@ -1,12 +1,23 @@
 //! SES v2: sending the rendered email.
 
+use std::time::Duration;
+
+use aws_sdk_sesv2::config::retry::RetryConfig;
+use aws_sdk_sesv2::operation::send_email::builders::SendEmailFluentBuilder;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use aws_sdk_sesv2::Client;
 
-use crate::aws::dependency_error;
+use crate::aws::{dependency_error, may_have_been_applied};
 use crate::config::Config;
 use crate::email::RenderedEmail;
 use crate::error::{DependencyError, FaultKind};
+
+/// Attempts at one message. The SDK's own retries are off for `SendEmail`:
+/// it would also retry a timed-out attempt that SES may have accepted, and
+/// then a refusal of the retry would hide that.
+const MAX_SEND_ATTEMPTS: u32 = 2;
+/// Pause before the second attempt.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 const SERVICE: &str = "SES";
 /// The email tag that names why this message was sent.
@@ -30,13 +41,52 @@ impl Mailer {
         }
     }
 
-    /// Sends one message to all `recipients` (one user's own addresses).
-    /// Returns only once SES has accepted it.
+    /// Sends one message to all `recipients` (one user's own addresses) and
+    /// returns SES's message id once SES has accepted it. A refusal, or a
+    /// connection that never opened, is tried once more when it was
+    /// transient; an attempt whose outcome is unknown is never repeated.
     pub async fn send(
         &self,
         recipients: &[String],
         email: &RenderedEmail,
-    ) -> Result<(), DependencyError> {
+    ) -> Result<String, SendFailure> {
+        let input = self.input(recipients, email).map_err(|error| SendFailure {
+            error,
+            maybe_accepted: false,
+        })?;
+        let mut attempt = 1;
+        loop {
+            let result = input
+                .clone()
+                .customize()
+                .config_override(
+                    aws_sdk_sesv2::config::Builder::default()
+                        .retry_config(RetryConfig::disabled()),
+                )
+                .send()
+                .await;
+            let err = match result {
+                Ok(out) => return Ok(out.message_id.unwrap_or_default()),
+                Err(err) => err,
+            };
+            let failure = SendFailure {
+                error: dependency_error(SERVICE, "SendEmail", &err),
+                maybe_accepted: may_have_been_applied(&err),
+            };
+            let transient = failure.error.kind == FaultKind::Unavailable;
+            if failure.maybe_accepted || !transient || attempt >= MAX_SEND_ATTEMPTS {
+                return Err(failure);
+            }
+            attempt += 1;
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn input(
+        &self,
+        recipients: &[String],
+        email: &RenderedEmail,
+    ) -> Result<SendEmailFluentBuilder, DependencyError> {
         let content = |data: &str| {
             Content::builder()
                 .data(data)
@@ -58,7 +108,8 @@ impl Mailer {
             .value(PURPOSE_TAG.1)
             .build()
             .map_err(|_| build_error())?;
-        self.client
+        Ok(self
+            .client
             .send_email()
             .from_email_address(&self.sender)
             .destination(
@@ -68,19 +119,20 @@ impl Mailer {
             )
             .content(EmailContent::builder().simple(message).build())
             .email_tags(tag)
-            .set_configuration_set_name(self.configuration_set.clone())
-            .send()
-            .await
-            .map_err(|e| dependency_error(SERVICE, "SendEmail", &e))?;
-        Ok(())
+            .set_configuration_set_name(self.configuration_set.clone()))
     }
 }
 
+/// Why SES did not take a message, and whether it may have anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// What failed, for the answer and the log.
+    pub error: DependencyError,
+    /// True when the request may have reached SES and been accepted (it
+    /// timed out after it was sent): the send is not given back then.
+    pub maybe_accepted: bool,
+}
+
 fn build_error() -> DependencyError {
-    DependencyError {
-        service: SERVICE,
-        operation: "SendEmail",
-        kind: FaultKind::Internal,
-        detail: "message could not be built".into(),
-    }
+    DependencyError::internal(SERVICE, "SendEmail", "message could not be built")
 }

@@ -1,5 +1,9 @@
-//! Fixed-window rate limiting, the pure half: windows, counter keys and the
-//! headers every answer carries. The counter itself lives in [`crate::store`].
+//! Fixed-window rate limiting, the pure half: windows, counter keys, the
+//! headers every answer carries, and the memory of callers refused in their
+//! current window. The counters themselves live in [`crate::store`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::caller::CallerIp;
 use crate::time::Timestamp;
@@ -30,6 +34,11 @@ impl RateWindow {
     /// The counter item's key: `sendEmailCode#<caller>#<window start>`.
     pub fn counter_key(&self, caller: &CallerIp) -> String {
         format!("{ROUTE}#{caller}#{}", self.start)
+    }
+
+    /// The per-user counter's key: `sendEmailCode#user#<userId>#<window start>`.
+    pub fn user_counter_key(&self, user_id: &str) -> String {
+        format!("{ROUTE}#user#{user_id}#{}", self.start)
     }
 
     /// When the counter item may be deleted by TTL: one window after its end,
@@ -84,10 +93,56 @@ impl RateStatus {
     }
 }
 
+/// Most callers remembered at once; past it, a refused caller is simply not
+/// remembered (it is still refused, by its counter).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Callers this instance has seen refused, with the end of the window they
+/// were refused in. A counter only grows within its window, so such a caller
+/// stays refused until then and can be answered without DynamoDB.
+#[derive(Debug, Default)]
+pub struct RefusedCallers {
+    until: Mutex<HashMap<String, i64>>,
+}
+
+impl RefusedCallers {
+    /// Whether `key` (a caller's counter key) was refused in `window`.
+    pub fn is_refused(&self, key: &str, window: RateWindow) -> bool {
+        self.until
+            .lock()
+            .map(|map| map.get(key) == Some(&window.end))
+            .unwrap_or(false)
+    }
+
+    /// Remembers that `key` was refused in `window`; forgets callers whose
+    /// window has ended.
+    pub fn remember(&self, key: String, window: RateWindow) {
+        let Ok(mut map) = self.until.lock() else {
+            return;
+        };
+        if map.len() >= MAX_REMEMBERED {
+            map.retain(|_, end| *end > window.start);
+        }
+        if map.len() < MAX_REMEMBERED {
+            map.insert(key, window.end);
+        }
+    }
+
+    /// How many callers are remembered.
+    pub fn len(&self) -> usize {
+        self.until.lock().map(|map| map.len()).unwrap_or(0)
+    }
+
+    /// Whether no caller is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::Ipv4Addr;
 
     #[test]
     fn windows_are_aligned_to_the_epoch() {
@@ -104,13 +159,50 @@ mod tests {
     #[test]
     fn counter_key_and_expiry_follow_the_contract() {
         let w = RateWindow::containing(Timestamp::from_secs(125), 60);
-        let ip = CallerIp::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let ip = CallerIp::V4(Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(w.counter_key(&ip), "sendEmailCode#192.0.2.1#120");
         assert_eq!(
             w.counter_key(&CallerIp::Unknown),
             "sendEmailCode#unknown#120"
         );
         assert_eq!(w.counter_expire_at(), 240, "window end + window length");
+    }
+
+    #[test]
+    fn user_counter_key_follows_the_contract() {
+        let w = RateWindow::containing(Timestamp::from_secs(7_300), 3_600);
+        assert_eq!(w.user_counter_key("u-1"), "sendEmailCode#user#u-1#7200");
+        assert_eq!(w.counter_expire_at(), 14_400);
+    }
+
+    #[test]
+    fn a_refused_caller_is_remembered_for_its_window_only() {
+        let refused = RefusedCallers::default();
+        let w = RateWindow::containing(Timestamp::from_secs(125), 60);
+        let next = RateWindow::containing(Timestamp::from_secs(180), 60);
+        assert!(!refused.is_refused("a", w));
+        refused.remember("a".into(), w);
+        assert!(refused.is_refused("a", w));
+        assert!(!refused.is_refused("b", w), "only that caller");
+        assert!(!refused.is_refused("a", next), "a new window starts afresh");
+    }
+
+    #[test]
+    fn remembered_callers_are_bounded_and_old_windows_are_dropped() {
+        let refused = RefusedCallers::default();
+        let old = RateWindow::containing(Timestamp::from_secs(0), 60);
+        for i in 0..MAX_REMEMBERED {
+            refused.remember(format!("old{i}"), old);
+        }
+        assert_eq!(refused.len(), MAX_REMEMBERED);
+        let now = RateWindow::containing(Timestamp::from_secs(60), 60);
+        refused.remember("new".into(), now);
+        assert_eq!(refused.len(), 1, "ended windows are forgotten when full");
+        assert!(refused.is_refused("new", now));
+        for i in 0..MAX_REMEMBERED + 5 {
+            refused.remember(format!("n{i}"), now);
+        }
+        assert_eq!(refused.len(), MAX_REMEMBERED, "never more than the bound");
     }
 
     #[test]

@@ -7,12 +7,15 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use crate::aws::dependency_error;
-use crate::challenge::{Challenge, EMAIL_METHOD};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+
+use crate::aws::{dependency_error, AttemptCounter};
+use crate::challenge::{Challenge, SendRules, EMAIL_METHOD};
 use crate::code::CodeHash;
 use crate::config::Config;
-use crate::error::{DependencyError, FaultKind};
+use crate::error::DependencyError;
 use crate::request::ChallengeId;
+use crate::time::{EpochSeconds, Timestamp};
 use crate::user::{EmailEntry, User};
 
 type Item = HashMap<String, AttributeValue>;
@@ -37,38 +40,53 @@ pub enum Count {
     LimitReached,
 }
 
-/// A code rotation to attempt.
+/// One send to reserve on a challenge: the conditions this request decided on.
 #[derive(Debug, Clone, Copy)]
-pub struct Rotation<'a> {
-    /// The challenge as read in this request.
+pub struct Reservation<'a> {
+    /// The challenge, as read in this request.
     pub challenge: &'a Challenge,
-    /// The new code's hash.
-    pub code_hash: &'a CodeHash,
-    /// The new code's expiry (epoch seconds).
-    pub code_expire_at: i64,
-    /// Now, epoch seconds.
-    pub now_secs: i64,
-    /// `MAX_CODES_PER_CHALLENGE`.
-    pub max_codes: u32,
+    /// When the request started.
+    pub now: Timestamp,
+    /// The cap and the cooldown.
+    pub rules: SendRules,
 }
 
-/// What the challenge held before a rotation, to put back if the request fails.
-#[derive(Debug, Clone)]
-pub struct PreviousCode {
-    values: Item,
-}
-
-/// The result of a conditional rotation.
-#[derive(Debug, Clone)]
-pub enum Rotated {
-    /// The new code is stored; `PreviousCode` can undo it.
-    Done(PreviousCode),
+/// The result of a reservation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reserved {
+    /// `codesSent` went up; `attempts` > 1 means the SDK retried the write,
+    /// which may have counted it twice.
+    Taken {
+        /// How many times the write was sent.
+        attempts: u32,
+    },
     /// A condition failed; this is the item as it was then (`None`: gone).
     Refused(Option<Challenge>),
 }
 
-/// The attributes a rotation writes besides `codesSent`.
-const CODE_ATTRIBUTES: [&str; 3] = ["codeHash", "codeExpireAt", "lastCodeSentAt"];
+/// The code attributes a commit writes, after SES accepted the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The challenge the code was sent for.
+    pub challenge: &'a Challenge,
+    /// The code's hash.
+    pub code_hash: &'a CodeHash,
+    /// When the code stops working (epoch seconds).
+    pub code_expire_at: i64,
+    /// When it was sent: the request's start, whole seconds.
+    pub sent_at: i64,
+    /// SES's id of the message.
+    pub message_id: &'a str,
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The code is the challenge's current one.
+    Stored,
+    /// The challenge was deleted, or given to another user, meanwhile.
+    ChallengeGone,
+}
 
 impl Store {
     /// Wraps a client with the table names from the configuration.
@@ -83,7 +101,7 @@ impl Store {
 
     /// Adds one to the counter `key` unless it already holds `limit`, in one
     /// conditional write (never read-then-write), and sets its TTL.
-    pub async fn count_request(
+    pub async fn count(
         &self,
         key: &str,
         expire_at: i64,
@@ -116,6 +134,31 @@ impl Store {
         }
     }
 
+    /// Gives one back to the counter `key`, once: never retried, so it can
+    /// never count less than what was taken.
+    pub async fn give_back_count(&self, key: &str) -> Result<(), DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.rate_limit_table)
+            .key("pk", s(key))
+            .update_expression("ADD #count :minusOne")
+            .condition_expression("attribute_exists(pk) AND #count > :zero")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":minusOne", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .customize()
+            .config_override(single_attempt())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired and deleted meanwhile: nothing left to give back.
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+        }
+    }
+
     /// Reads a challenge with a consistent read.
     pub async fn get_challenge(
         &self,
@@ -127,12 +170,13 @@ impl Store {
             .table_name(&self.challenges_table)
             .key("challengeId", s(id.as_str()))
             .consistent_read(true)
-            .projection_expression("#id, #user, #method, #expire, #sent")
+            .projection_expression("#id, #user, #method, #expire, #sent, #last")
             .expression_attribute_names("#id", "challengeId")
             .expression_attribute_names("#user", "userId")
             .expression_attribute_names("#method", "method")
             .expression_attribute_names("#expire", "expireAt")
             .expression_attribute_names("#sent", "codesSent")
+            .expression_attribute_names("#last", "lastCodeSentAt")
             .send()
             .await
             .map_err(|e| dependency_error(SERVICE, "GetItem", &e))?;
@@ -160,42 +204,52 @@ impl Store {
         Ok(out.item().map(|item| user_from_item(user_id, item)))
     }
 
-    /// Stores a new code on the challenge in one conditional write that
-    /// re-checks everything this request decided on: the challenge still
-    /// exists for the same user, is unexpired, is by email, and is under the cap.
-    pub async fn rotate_code(&self, rotation: Rotation<'_>) -> Result<Rotated, DependencyError> {
-        let challenge = rotation.challenge;
-        let result = self
+    /// Takes one send from the challenge (`ADD codesSent 1`) in one
+    /// conditional write that re-checks everything this request decided on:
+    /// the challenge still exists for the same user, is by email, unexpired,
+    /// under the cap and outside the cooldown. The code attributes are not
+    /// touched.
+    pub async fn reserve_send(&self, r: Reservation<'_>) -> Result<Reserved, DependencyError> {
+        let mut condition = String::from(
+            "attribute_exists(challengeId) AND userId = :user AND #method = :email \
+             AND expireAt > :now AND (attribute_not_exists(codesSent) OR codesSent < :max)",
+        );
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.challenges_table)
-            .key("challengeId", s(&challenge.id))
-            .update_expression(
-                "SET codeHash = :hash, codeExpireAt = :codeExpireAt, lastCodeSentAt = :now \
-                 ADD codesSent :one",
-            )
-            .condition_expression(
-                "attribute_exists(challengeId) AND userId = :user AND #method = :email \
-                 AND expireAt > :now AND (attribute_not_exists(codesSent) OR codesSent < :max)",
-            )
+            .key("challengeId", s(&r.challenge.id))
+            .update_expression("ADD codesSent :one")
             .expression_attribute_names("#method", "method")
-            .expression_attribute_values(":hash", s(rotation.code_hash.as_str()))
-            .expression_attribute_values(":codeExpireAt", n(rotation.code_expire_at))
-            .expression_attribute_values(":now", n(rotation.now_secs))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":user", s(&challenge.user_id))
+            .expression_attribute_values(":user", s(&r.challenge.user_id))
             .expression_attribute_values(":email", s(EMAIL_METHOD))
-            .expression_attribute_values(":max", n(rotation.max_codes))
-            .return_values(ReturnValue::UpdatedOld)
+            .expression_attribute_values(":now", AttributeValue::N(r.now.decimal_secs()))
+            .expression_attribute_values(":max", n(r.rules.max_codes));
+        if r.rules.cooldown_secs > 0 {
+            // lastCodeSentAt + cooldown > now  ⇔  lastCodeSentAt > now - cooldown
+            let edge =
+                Timestamp::from_millis(r.now.millis() - i64::from(r.rules.cooldown_secs) * 1000);
+            condition.push_str(
+                " AND (attribute_not_exists(lastCodeSentAt) OR lastCodeSentAt <= :cooldownEdge)",
+            );
+            request = request.expression_attribute_values(
+                ":cooldownEdge",
+                AttributeValue::N(edge.decimal_secs()),
+            );
+        }
+        let attempts = AttemptCounter::default();
+        let result = request
+            .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
-            Ok(out) => {
-                let mut values = out.attributes.unwrap_or_default();
-                values.retain(|k, _| CODE_ATTRIBUTES.contains(&k.as_str()) || k == "codesSent");
-                Ok(Rotated::Done(PreviousCode { values }))
-            }
+            Ok(_) => Ok(Reserved::Taken {
+                attempts: attempts.get(),
+            }),
             Err(err) if is_condition_failure(&err) => {
                 let old = err
                     .as_service_error()
@@ -205,82 +259,71 @@ impl Store {
                     })
                     .map(challenge_from_item)
                     .transpose()?;
-                Ok(Rotated::Refused(old))
+                Ok(Reserved::Refused(old))
             }
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         }
     }
 
-    /// Undoes a rotation this request made. `codesSent` always goes back down
-    /// by one (the failed send must not use up the cap); the code fields are
-    /// restored only if our code is still the current one, so a newer code
-    /// from a concurrent request is never clobbered.
-    pub async fn undo_rotation(
-        &self,
-        challenge_id: &str,
-        our_hash: &CodeHash,
-        previous: &PreviousCode,
-    ) -> Result<(), DependencyError> {
-        let mut set = Vec::new();
-        let mut remove = Vec::new();
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.challenges_table)
-            .key("challengeId", s(challenge_id))
-            .condition_expression("codeHash = :ours")
-            .expression_attribute_values(":ours", s(our_hash.as_str()));
-        for name in CODE_ATTRIBUTES {
-            match previous.values.get(name) {
-                Some(value) => {
-                    set.push(format!("{name} = :old{name}"));
-                    request =
-                        request.expression_attribute_values(format!(":old{name}"), value.clone());
-                }
-                None => remove.push(name),
-            }
-        }
-        // Our code is current, so no later rotation counted: a counter we
-        // created is removed again rather than left at zero.
-        let give_back = if previous.values.contains_key("codesSent") {
-            request = request.expression_attribute_values(":minusOne", n(-1));
-            "ADD codesSent :minusOne"
-        } else {
-            remove.push("codesSent");
-            ""
-        };
-        let mut expression = String::new();
-        if !set.is_empty() {
-            expression.push_str(&format!("SET {} ", set.join(", ")));
-        }
-        if !remove.is_empty() {
-            expression.push_str(&format!("REMOVE {} ", remove.join(", ")));
-        }
-        expression.push_str(give_back);
-        match request.update_expression(expression).send().await {
-            Ok(_) => return Ok(()),
-            Err(err) if is_condition_failure(&err) => {}
-            Err(err) => return Err(dependency_error(SERVICE, "UpdateItem", &err)),
-        }
-        // Someone else's code is current: only give back the send.
+    /// Gives a reserved send back (`codesSent` down by one), once: never
+    /// retried, so a reservation is never given back twice. Only while the
+    /// challenge is still the same user's.
+    pub async fn give_back_send(&self, challenge: &Challenge) -> Result<(), DependencyError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.challenges_table)
-            .key("challengeId", s(challenge_id))
+            .key("challengeId", s(&challenge.id))
             .update_expression("ADD codesSent :minusOne")
-            .condition_expression("attribute_exists(challengeId) AND codesSent > :zero")
+            .condition_expression(
+                "attribute_exists(challengeId) AND userId = :user AND codesSent > :zero",
+            )
             .expression_attribute_values(":minusOne", n(-1))
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":user", s(&challenge.user_id))
+            .customize()
+            .config_override(single_attempt())
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            // Deleted meanwhile: nothing left to undo.
+            // Deleted or replaced meanwhile: nothing left to give back.
             Err(err) if is_condition_failure(&err) => Ok(()),
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         }
     }
+
+    /// Stores the code SES accepted, on condition that the challenge still
+    /// exists for the same user. The only write of the code attributes.
+    pub async fn commit_code(&self, c: Commit<'_>) -> Result<Committed, DependencyError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.challenges_table)
+            .key("challengeId", s(&c.challenge.id))
+            .update_expression(
+                "SET codeHash = :hash, codeExpireAt = :codeExpireAt, \
+                 lastCodeSentAt = :sentAt, lastMessageId = :messageId",
+            )
+            .condition_expression("attribute_exists(challengeId) AND userId = :user")
+            .expression_attribute_values(":hash", s(c.code_hash.as_str()))
+            .expression_attribute_values(":codeExpireAt", n(c.code_expire_at))
+            .expression_attribute_values(":sentAt", n(c.sent_at))
+            .expression_attribute_values(":messageId", s(c.message_id))
+            .expression_attribute_values(":user", s(&c.challenge.user_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Committed::Stored),
+            Err(err) if is_condition_failure(&err) => Ok(Committed::ChallengeGone),
+            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+        }
+    }
+}
+
+/// A per-call configuration with the SDK's retries off.
+fn single_attempt() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 fn is_condition_failure(
@@ -312,12 +355,13 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
 }
 
 fn malformed(operation: &'static str, what: &str) -> DependencyError {
-    DependencyError {
-        service: SERVICE,
-        operation,
-        kind: FaultKind::Internal,
-        detail: format!("malformed item: {what}"),
-    }
+    DependencyError::internal(SERVICE, operation, format!("malformed item: {what}"))
+}
+
+fn time(item: &Item, name: &str) -> Option<EpochSeconds> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|raw| EpochSeconds::parse(raw))
 }
 
 fn challenge_from_item(item: &Item) -> Result<Challenge, DependencyError> {
@@ -332,8 +376,9 @@ fn challenge_from_item(item: &Item) -> Result<Challenge, DependencyError> {
         id: string(item, "challengeId").ok_or_else(|| bad("has no challengeId"))?,
         user_id: string(item, "userId").ok_or_else(|| bad("has no userId"))?,
         method: string(item, "method").ok_or_else(|| bad("has no method"))?,
-        expire_at: number::<i64>(item, "expireAt").ok_or_else(|| bad("has no numeric expireAt"))?,
+        expire_at: time(item, "expireAt").ok_or_else(|| bad("has no numeric expireAt"))?,
         codes_sent,
+        last_code_sent_at: time(item, "lastCodeSentAt"),
     })
 }
 
@@ -388,7 +433,18 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(parsed.codes_sent, 0);
-        assert_eq!(parsed.expire_at, 100);
+        assert_eq!(parsed.expire_at, EpochSeconds::from(100));
+        assert_eq!(parsed.last_code_sent_at, None);
+        let fractional = challenge_from_item(&item(&[
+            ("challengeId", s("c")),
+            ("userId", s("u")),
+            ("method", s("email")),
+            ("expireAt", AttributeValue::N("1796002191.291".into())),
+            ("lastCodeSentAt", AttributeValue::N("1796002000.5".into())),
+        ]))
+        .unwrap();
+        assert_eq!(fractional.expire_at, EpochSeconds::parse("1796002191.291").unwrap());
+        assert_eq!(fractional.last_code_sent_at, EpochSeconds::parse("1796002000.5"));
     }
 
     #[test]
@@ -414,7 +470,7 @@ mod tests {
             ]),
         ] {
             let err = challenge_from_item(&broken).unwrap_err();
-            assert_eq!(err.kind, FaultKind::Internal);
+            assert_eq!(err.kind, crate::error::FaultKind::Internal);
         }
     }
 

@@ -225,9 +225,9 @@ async fn missing_user_is_user_not_found_and_the_challenge_is_left_as_it_was() {
     let a = call(&env.app(&[]), &ev, env.now).await;
     assert_error(&a, 400, "error-user-not-found", "user not found");
     assert_eq!(
-        env.challenge_item(&challenge).await,
+        given_back(env.challenge_item(&challenge).await),
         before,
-        "rotation undone"
+        "reservation given back, nothing else written"
     );
 }
 
@@ -248,7 +248,7 @@ async fn user_without_verified_address_is_no_verified_email() {
         "user has no verified email",
     );
     assert!(emails_to(&address).is_empty() && emails_to("x@example.test").is_empty());
-    assert_eq!(env.challenge_item(&challenge).await, before);
+    assert_eq!(given_back(env.challenge_item(&challenge).await), before);
 }
 
 #[tokio::test]
@@ -602,4 +602,13 @@ async fn a_challenge_deleted_during_the_request_gets_no_code() {
             .is_none(),
         "not recreated"
     );
+}
+
+/// A challenge item whose reservation was given back: `codesSent` is 0,
+/// which is the same as never having been counted.
+fn given_back(mut item: Item) -> Item {
+    if n(&item, "codesSent") == Some(0) {
+        item.remove("codesSent");
+    }
+    item
 }

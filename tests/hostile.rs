@@ -193,7 +193,7 @@ async fn hostile_bodies_get_the_right_4xx() {
             "form with encoded invalid UTF-8",
             b"challengeId=%FF".to_vec(),
             FORM,
-            "error-challenge-not-found",
+            "error-parameter-required",
         ),
         (
             "form key case",

@@ -7,7 +7,7 @@
 //! proptest-regressions/properties.txt, kept in the repository, and replayed
 //! first on every run.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use lambda_http::http::{self, header::CONTENT_TYPE};
 use lambda_http::{Body, Request};
@@ -91,6 +91,46 @@ proptest! {
     }
 
     #[test]
+    fn a_json_body_is_valid_exactly_when_it_is_one_utf8_object_without_lone_surrogates(
+        prefix in prop_oneof![Just(""), Just(" \n"), Just("\u{feff}")],
+        shape in 0u8..5,
+        id in prop_oneof![Just("abc".to_string()), "[a-f0-9]{1,20}", Just(" ".to_string())],
+        extras in proptest::collection::vec(
+            ("[a-z]{1,6}", prop_oneof![
+                Just(r#""plain""#), Just(r#""\ud800""#), Just(r#""\udc00x""#),
+                Just(r#""\ud83d\ude00""#), Just(r#""\\ud800""#), Just(r#""\ud800\u0041""#),
+                Just(r#""é""#), Just("12.5"), Just("[true,null]"), Just(r#"{"k":"\uDBFF"}"#),
+            ]),
+            0..4,
+        ),
+        corrupt in proptest::option::of((any::<prop::sample::Index>(), 0x80u8..=0xff)),
+    ) {
+        let members: Vec<String> = std::iter::once(format!(r#""challengeId":{}"#, json!(id)))
+            .chain(extras.iter().map(|(k, v)| format!(r#""x{k}":{v}"#)))
+            .collect();
+        let object = format!("{{{}}}", members.join(","));
+        let text = match shape {
+            0 | 1 => object,
+            2 => format!("[{object}]"),
+            3 => format!("[{}]", json!(id)),
+            _ => json!(id).to_string(),
+        };
+        let mut bytes = format!("{prefix}{text}").into_bytes();
+        if let Some((at, byte)) = corrupt {
+            bytes.insert(at.index(bytes.len() + 1), byte);
+        }
+        // The oracle: a full parse into serde_json's Value decodes every
+        // string (so it refuses lone surrogates); the rule asks for an object.
+        let expected = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v.get("challengeId").and_then(|i| i.as_str()).map(String::from).filter(|_| v.is_object()))
+            .filter(|i| is_valid(i));
+        let result = challenge_id(&post(None, Body::Binary(bytes))).map(|i| i.as_str().to_string());
+        prop_assert_eq!(result.ok(), expected);
+    }
+
+    #[test]
     fn form_ids_survive_url_encoding_unchanged(id in ".{1,200}") {
         let encoded: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("other", "x+y")
@@ -121,12 +161,12 @@ proptest! {
             event["requestContext"]["identity"]["sourceIp"] = json!(raw);
         }
         let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-        match identify(&req, 1) {
-            CallerIp::Ip(ip) => {
+        match address(identify(&req, 1, 128)) {
+            Some(ip) => {
                 let expected = raw.trim().parse::<IpAddr>().map(|p| p.to_canonical());
                 prop_assert_eq!(Ok(ip), expected);
             }
-            CallerIp::Unknown => prop_assert!(raw.trim().parse::<IpAddr>().is_err()),
+            None => prop_assert!(raw.trim().parse::<IpAddr>().is_err()),
         }
     }
 
@@ -145,9 +185,45 @@ proptest! {
         let entries: Vec<&str> = header.split(',').map(str::trim).collect();
         let index = entries.len().saturating_sub(hops as usize);
         let expected = entries.get(index).and_then(|e| e.parse::<IpAddr>().ok()).map(|ip| ip.to_canonical());
-        match identify(&req, hops) {
-            CallerIp::Ip(ip) => prop_assert_eq!(Some(ip), expected),
-            CallerIp::Unknown => prop_assert_eq!(None, expected),
+        prop_assert_eq!(address(identify(&req, hops, 128)), expected);
+    }
+
+    #[test]
+    fn ipv6_callers_share_a_key_exactly_when_their_prefix_bits_agree(
+        a in any::<u128>(),
+        b in any::<u128>(),
+        shared in 0u32..=128,
+        prefix in 48u8..=128,
+    ) {
+        // b keeps a's first `shared` bits and takes the rest from itself.
+        let keep = u128::MAX.checked_shl(128 - shared).unwrap_or(0);
+        let b = (a & keep) | (b & !keep);
+        let (ip_a, ip_b) = (Ipv6Addr::from(a), Ipv6Addr::from(b));
+        prop_assume!(ip_a.to_ipv4_mapped().is_none() && ip_b.to_ipv4_mapped().is_none());
+        let key_a = CallerIp::parse(Some(&ip_a.to_string()), prefix).to_string();
+        let key_b = CallerIp::parse(Some(&ip_b.to_string()), prefix).to_string();
+        let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+        prop_assert_eq!(key_a == key_b, a & mask == b & mask);
+        if prefix == 128 {
+            prop_assert_eq!(key_a, ip_a.to_string());
+        } else {
+            let (network, bits) = key_a.split_once('/').expect("network/prefix");
+            prop_assert_eq!(bits, prefix.to_string());
+            let network: Ipv6Addr = network.parse().expect("an IPv6 network");
+            prop_assert_eq!(u128::from(network), a & mask, "host bits cleared");
+            prop_assert_eq!(network.to_string(), network.to_string().to_lowercase());
         }
+    }
+}
+
+/// The address of a caller keyed at prefix 128 (`None`: the unknown caller).
+fn address(caller: CallerIp) -> Option<IpAddr> {
+    match caller {
+        CallerIp::V4(ip) => Some(IpAddr::V4(ip)),
+        CallerIp::V6 {
+            network,
+            prefix: 128,
+        } => Some(IpAddr::V6(network)),
+        CallerIp::V6 { .. } | CallerIp::Unknown => None,
     }
 }

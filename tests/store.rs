@@ -1,63 +1,80 @@
 //! The conditional writes on their own, against DynamoDB Local: races the
-//! handler cannot stage on demand (a challenge deleted, expired or replaced
-//! between its read and the rotation; a newer code written before an undo).
+//! handler cannot stage on demand (a challenge deleted, expired, replaced or
+//! sent to between its read and the reservation or the commit), and the
+//! give-backs.
 
 mod common;
 
 use common::*;
-use send_email_code::challenge::rotation_refusal;
+use send_email_code::challenge::{reservation_refusal, Challenge, SendRules};
 use send_email_code::code::{Code, CodeHash};
 use send_email_code::error::ApiError;
 use send_email_code::request::ChallengeId;
-use send_email_code::store::{Count, Rotated, Rotation, Store};
+use send_email_code::store::{Commit, Committed, Count, Reservation, Reserved, Store};
+use send_email_code::Timestamp;
 use serde_json::json;
 
-async fn setup() -> (Env, Store, String, send_email_code::challenge::Challenge) {
+const RULES: SendRules = SendRules {
+    max_codes: 5,
+    cooldown_secs: 0,
+};
+
+async fn setup() -> (Env, Store, String, Challenge) {
     let env = Env::new().await;
     let store = Store::new(env.db.clone(), &config(&[]));
     let (id, _, _) = env.email_challenge().await;
-    let read = store
-        .get_challenge(&ChallengeId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .expect("challenge");
+    let read = read(&store, &id).await;
     (env, store, id, read)
 }
 
-fn fresh_hash(id: &str) -> CodeHash {
-    CodeHash::new(SECRET.as_bytes(), id, &Code::generate().unwrap())
+async fn read(store: &Store, id: &str) -> Challenge {
+    store
+        .get_challenge(&ChallengeId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .expect("challenge")
 }
 
-async fn rotate(
-    store: &Store,
-    env: &Env,
-    c: &send_email_code::challenge::Challenge,
-    hash: &CodeHash,
-) -> Rotated {
+async fn reserve(store: &Store, c: &Challenge, now: Timestamp, rules: SendRules) -> Reserved {
     store
-        .rotate_code(Rotation {
+        .reserve_send(Reservation {
             challenge: c,
-            code_hash: hash,
-            code_expire_at: env.now.secs() + 600,
-            now_secs: env.now.secs(),
-            max_codes: 5,
+            now,
+            rules,
         })
         .await
         .expect("no service error")
 }
 
+fn refusal_of(reserved: Reserved, read: &Challenge, now: Timestamp) -> Option<ApiError> {
+    let Reserved::Refused(current) = reserved else {
+        panic!("must be refused, got {reserved:?}")
+    };
+    reservation_refusal(current.as_ref(), &read.user_id, RULES, now)
+}
+
 #[tokio::test]
-async fn rotation_after_the_challenge_was_deleted_is_refused_and_recreates_nothing() {
+async fn reservation_counts_a_send_and_touches_no_code_attribute() {
+    let (env, store, id, read) = setup().await;
+    assert_eq!(
+        reserve(&store, &read, env.now, RULES).await,
+        Reserved::Taken { attempts: 1 }
+    );
+    let item = env.challenge_item(&id).await;
+    assert_eq!(n(&item, "codesSent"), Some(1));
+    for name in ["codeHash", "codeExpireAt", "lastCodeSentAt", "lastMessageId"] {
+        assert!(!item.contains_key(name), "{name} written by a reservation");
+    }
+}
+
+#[tokio::test]
+async fn reservation_after_the_challenge_was_deleted_is_refused_and_recreates_nothing() {
     let (env, store, id, read) = setup().await;
     env.delete_challenge(&id).await;
-    let refused = rotate(&store, &env, &read, &fresh_hash(&id)).await;
-    let Rotated::Refused(current) = refused else {
-        panic!("must be refused")
-    };
-    assert!(current.is_none());
+    let refused = reserve(&store, &read, env.now, RULES).await;
     assert_eq!(
-        rotation_refusal(None, &read.user_id, 5, env.now),
-        ApiError::ChallengeNotFound
+        refusal_of(refused, &read, env.now),
+        Some(ApiError::ChallengeNotFound)
     );
     assert!(env
         .get(&tables().challenges, "challengeId", &id)
@@ -66,22 +83,43 @@ async fn rotation_after_the_challenge_was_deleted_is_refused_and_recreates_nothi
 }
 
 #[tokio::test]
-async fn rotation_after_the_challenge_expired_is_refused_as_expired() {
+async fn reservation_after_the_challenge_expired_is_refused_as_expired() {
     let (env, store, id, read) = setup().await;
     env.update_challenge(&id, "SET expireAt = :e", json!({":e": env.now.secs() - 1}))
         .await;
-    let Rotated::Refused(current) = rotate(&store, &env, &read, &fresh_hash(&id)).await else {
-        panic!("must be refused")
-    };
+    let refused = reserve(&store, &read, env.now, RULES).await;
     assert_eq!(
-        rotation_refusal(current.as_ref(), &read.user_id, 5, env.now),
-        ApiError::ChallengeExpired
+        refusal_of(refused, &read, env.now),
+        Some(ApiError::ChallengeExpired)
     );
-    assert!(s(&env.challenge_item(&id).await, "codeHash").is_none());
+    assert!(!env.challenge_item(&id).await.contains_key("codesSent"));
 }
 
 #[tokio::test]
-async fn rotation_after_the_method_or_user_changed_is_refused() {
+async fn reservation_compares_a_fractional_expiry_to_the_millisecond() {
+    let (env, store, id, _) = setup().await;
+    let expire = Timestamp::from_millis(env.now.millis() + 1_500);
+    env.update_challenge(
+        &id,
+        "SET expireAt = :e",
+        json!({":e": serde_json::Number::from_f64(expire.millis() as f64 / 1000.0)}),
+    )
+    .await;
+    let read = read(&store, &id).await;
+    let just_before = Timestamp::from_millis(expire.millis() - 1);
+    assert_eq!(
+        reserve(&store, &read, just_before, RULES).await,
+        Reserved::Taken { attempts: 1 }
+    );
+    let refused = reserve(&store, &read, expire, RULES).await;
+    assert_eq!(
+        refusal_of(refused, &read, expire),
+        Some(ApiError::ChallengeExpired)
+    );
+}
+
+#[tokio::test]
+async fn reservation_after_the_method_or_user_changed_is_refused() {
     let (env, store, id, read) = setup().await;
     let mut item = env.challenge_item(&id).await;
     item.insert(
@@ -89,59 +127,157 @@ async fn rotation_after_the_method_or_user_changed_is_refused() {
         aws_sdk_dynamodb::types::AttributeValue::S("totp".into()),
     );
     env.put(&tables().challenges, item).await;
-    let Rotated::Refused(current) = rotate(&store, &env, &read, &fresh_hash(&id)).await else {
-        panic!("must be refused")
-    };
+    let refused = reserve(&store, &read, env.now, RULES).await;
     assert_eq!(
-        rotation_refusal(current.as_ref(), &read.user_id, 5, env.now),
-        ApiError::InvalidChallengeMethod
+        refusal_of(refused, &read, env.now),
+        Some(ApiError::InvalidChallengeMethod)
     );
 
     let (env, store, id, read) = setup().await;
     env.update_challenge(&id, "SET userId = :u", json!({":u": "someone-else"}))
         .await;
-    let Rotated::Refused(current) = rotate(&store, &env, &read, &fresh_hash(&id)).await else {
-        panic!("must be refused")
-    };
+    let refused = reserve(&store, &read, env.now, RULES).await;
     assert_eq!(
-        rotation_refusal(current.as_ref(), &read.user_id, 5, env.now),
-        ApiError::ChallengeNotFound
+        refusal_of(refused, &read, env.now),
+        Some(ApiError::ChallengeNotFound)
     );
 }
 
 #[tokio::test]
-async fn undo_restores_the_previous_code_when_ours_is_current() {
+async fn reservation_stops_at_the_cap_even_from_a_stale_read() {
     let (env, store, id, read) = setup().await;
-    let first = fresh_hash(&id);
-    assert!(matches!(
-        rotate(&store, &env, &read, &first).await,
-        Rotated::Done(_)
-    ));
-    let before = env.challenge_item(&id).await;
-    let second = fresh_hash(&id);
-    let Rotated::Done(previous) = rotate(&store, &env, &read, &second).await else {
-        panic!()
+    let rules = SendRules {
+        max_codes: 2,
+        cooldown_secs: 0,
     };
-    store.undo_rotation(&id, &second, &previous).await.unwrap();
-    assert_eq!(env.challenge_item(&id).await, before);
+    for _ in 0..2 {
+        assert!(matches!(
+            reserve(&store, &read, env.now, rules).await,
+            Reserved::Taken { .. }
+        ));
+    }
+    // `read` still says codesSent is absent; the condition re-checks.
+    let Reserved::Refused(current) = reserve(&store, &read, env.now, rules).await else {
+        panic!("the cap must hold")
+    };
+    assert!(matches!(
+        reservation_refusal(current.as_ref(), &read.user_id, rules, env.now),
+        Some(ApiError::CodeLimitReached { .. })
+    ));
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(2));
 }
 
 #[tokio::test]
-async fn undo_keeps_a_newer_code_and_only_gives_the_send_back() {
+async fn reservation_respects_a_cooldown_committed_after_the_read() {
     let (env, store, id, read) = setup().await;
-    let ours = fresh_hash(&id);
-    let Rotated::Done(previous) = rotate(&store, &env, &read, &ours).await else {
-        panic!()
+    let rules = SendRules {
+        max_codes: 5,
+        cooldown_secs: 30,
     };
-    let newer = fresh_hash(&id);
+    env.update_challenge(
+        &id,
+        "SET lastCodeSentAt = :t",
+        json!({":t": env.now.secs() - 10}),
+    )
+    .await;
+    let Reserved::Refused(current) = reserve(&store, &read, env.now, rules).await else {
+        panic!("inside the cooldown")
+    };
     assert!(matches!(
-        rotate(&store, &env, &read, &newer).await,
-        Rotated::Done(_)
+        reservation_refusal(current.as_ref(), &read.user_id, rules, env.now),
+        Some(ApiError::ResendCooldown { .. })
     ));
-    store.undo_rotation(&id, &ours, &previous).await.unwrap();
+    let later = Timestamp::from_secs(env.now.secs() + 20);
+    assert!(matches!(
+        reserve(&store, &read, later, rules).await,
+        Reserved::Taken { .. }
+    ));
+}
+
+#[tokio::test]
+async fn give_back_undoes_one_reservation_and_never_goes_below_zero() {
+    let (env, store, id, read) = setup().await;
+    reserve(&store, &read, env.now, RULES).await;
+    reserve(&store, &read, env.now, RULES).await;
+    store.give_back_send(&read).await.unwrap();
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(1));
+    store.give_back_send(&read).await.unwrap();
+    store.give_back_send(&read).await.unwrap();
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(0));
+}
+
+#[tokio::test]
+async fn give_back_leaves_a_deleted_or_reassigned_challenge_alone() {
+    let (env, store, id, read) = setup().await;
+    reserve(&store, &read, env.now, RULES).await;
+    env.delete_challenge(&id).await;
+    store.give_back_send(&read).await.unwrap();
+    assert!(env
+        .get(&tables().challenges, "challengeId", &id)
+        .await
+        .is_none());
+
+    let (env, store, id, read) = setup().await;
+    reserve(&store, &read, env.now, RULES).await;
+    env.update_challenge(&id, "SET userId = :u", json!({":u": "someone-else"}))
+        .await;
+    store.give_back_send(&read).await.unwrap();
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(1));
+}
+
+#[tokio::test]
+async fn commit_stores_the_code_attributes_and_nothing_else() {
+    let (env, store, id, read) = setup().await;
+    env.update_challenge(&id, "SET attempts = :a", json!({":a": 2}))
+        .await;
+    let hash = CodeHash::new(SECRET.as_bytes(), &id, &Code::generate().unwrap());
+    let committed = store
+        .commit_code(Commit {
+            challenge: &read,
+            code_hash: &hash,
+            code_expire_at: 1_234,
+            sent_at: 1_000,
+            message_id: "msg-1",
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed, Committed::Stored);
     let item = env.challenge_item(&id).await;
-    assert_eq!(s(&item, "codeHash").as_deref(), Some(newer.as_str()));
-    assert_eq!(n(&item, "codesSent"), Some(1));
+    assert_eq!(s(&item, "codeHash").as_deref(), Some(hash.as_str()));
+    assert_eq!(n(&item, "codeExpireAt"), Some(1_234));
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_000));
+    assert_eq!(s(&item, "lastMessageId").as_deref(), Some("msg-1"));
+    assert_eq!(n(&item, "attempts"), Some(2), "a verifier's counter is kept");
+    assert!(!item.contains_key("codesSent"), "the commit counts nothing");
+}
+
+#[tokio::test]
+async fn commit_on_a_deleted_or_reassigned_challenge_writes_nothing() {
+    let (env, store, id, read) = setup().await;
+    let hash = CodeHash::new(SECRET.as_bytes(), &id, &Code::generate().unwrap());
+    let commit = Commit {
+        challenge: &read,
+        code_hash: &hash,
+        code_expire_at: 1_234,
+        sent_at: 1_000,
+        message_id: "msg-1",
+    };
+    env.update_challenge(&id, "SET userId = :u", json!({":u": "someone-else"}))
+        .await;
+    assert_eq!(
+        store.commit_code(commit).await.unwrap(),
+        Committed::ChallengeGone
+    );
+    assert!(!env.challenge_item(&id).await.contains_key("codeHash"));
+    env.delete_challenge(&id).await;
+    assert_eq!(
+        store.commit_code(commit).await.unwrap(),
+        Committed::ChallengeGone
+    );
+    assert!(env
+        .get(&tables().challenges, "challengeId", &id)
+        .await
+        .is_none());
 }
 
 #[tokio::test]
@@ -151,15 +287,26 @@ async fn counter_never_passes_the_limit_and_refusals_write_nothing() {
     let key = unique("sendEmailCode#test#");
     for expected in 1..=3 {
         assert_eq!(
-            store.count_request(&key, 999, 3).await.unwrap(),
+            store.count(&key, 999, 3).await.unwrap(),
             Count::Counted(expected)
         );
     }
-    assert_eq!(
-        store.count_request(&key, 999, 3).await.unwrap(),
-        Count::LimitReached
-    );
+    assert_eq!(store.count(&key, 999, 3).await.unwrap(), Count::LimitReached);
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
     assert_eq!(n(&item, "count"), Some(3));
     assert_eq!(n(&item, "expireAt"), Some(999));
+}
+
+#[tokio::test]
+async fn counter_give_back_frees_one_place_and_creates_nothing() {
+    let env = Env::new().await;
+    let store = Store::new(env.db.clone(), &config(&[]));
+    let key = unique("sendEmailCode#user#test#");
+    store.count(&key, 999, 2).await.unwrap();
+    store.count(&key, 999, 2).await.unwrap();
+    store.give_back_count(&key).await.unwrap();
+    assert_eq!(store.count(&key, 999, 2).await.unwrap(), Count::Counted(2));
+    let absent = unique("sendEmailCode#user#none#");
+    store.give_back_count(&absent).await.unwrap();
+    assert!(env.get(&tables().rate_limits, "pk", &absent).await.is_none());
 }

@@ -330,7 +330,7 @@ fn handler_own_cpu_us() -> Result<f64, String> {
     for _ in 0..rounds {
         let now = Timestamp::now();
         let req = lambda_http::request::from_str(text).map_err(|e| e.to_string())?;
-        let caller = identify(&req, 1);
+        let caller = identify(&req, 1, 64);
         let id = request::challenge_id(&req).map_err(|e| e.to_string())?;
         let window = RateWindow::containing(now, 60);
         std::hint::black_box(window.counter_key(&caller));
