@@ -299,7 +299,7 @@ struct Held {
 impl Held {
     /// A send was certainly taken from the challenge.
     fn took_send(&self) -> bool {
-        matches!(self.send, Some(Ok(Reserved::Taken { .. })))
+        matches!(self.send, Some(Ok(Reserved::Taken)))
     }
 
     /// The user counter key, when one was certainly taken from it.
@@ -328,31 +328,24 @@ async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timest
     });
     let max_per_user = app.config.max_codes_per_user;
     if max_per_user == 0 {
-        let send = send.await;
+        let (send, send_attempts) = send.await;
         return Held {
-            send_attempts: attempts(&send),
             send: Some(send),
             user: None,
+            send_attempts,
         };
     }
     let window = RateWindow::containing(now, app.config.user_window_seconds);
     let key = window.user_counter_key(&challenge.user_id);
-    let (send, user) = tokio::join!(
+    let ((send, send_attempts), user) = tokio::join!(
         send,
         app.store
             .count(&key, window.counter_expire_at(), max_per_user)
     );
     Held {
-        send_attempts: attempts(&send),
         send: Some(send),
         user: Some((key, user, window)),
-    }
-}
-
-fn attempts(send: &Result<Reserved, DependencyError>) -> u32 {
-    match send {
-        Ok(Reserved::Taken { attempts }) => *attempts,
-        _ => 1,
+        send_attempts,
     }
 }
 

@@ -54,12 +54,9 @@ pub struct Reservation<'a> {
 /// The result of a reservation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reserved {
-    /// `codesSent` went up; `attempts` > 1 means the SDK retried the write,
-    /// which may have counted it twice.
-    Taken {
-        /// How many times the write was sent.
-        attempts: u32,
-    },
+    /// `codesSent` went up by one (or more, if the SDK retried the write:
+    /// see [`Store::reserve_send`]).
+    Taken,
     /// A condition failed; this is the item as it was then (`None`: gone).
     Refused(Option<Challenge>),
 }
@@ -208,8 +205,12 @@ impl Store {
     /// conditional write that re-checks everything this request decided on:
     /// the challenge still exists for the same user, is by email, unexpired,
     /// under the cap and outside the cooldown. The code attributes are not
-    /// touched.
-    pub async fn reserve_send(&self, r: Reservation<'_>) -> Result<Reserved, DependencyError> {
+    /// touched. Also returns how many times the SDK sent the write: more
+    /// than once, it may have counted more than once.
+    pub async fn reserve_send(
+        &self,
+        r: Reservation<'_>,
+    ) -> (Result<Reserved, DependencyError>, u32) {
         let mut condition = String::from(
             "attribute_exists(challengeId) AND userId = :user AND #method = :email \
              AND expireAt > :now AND (attribute_not_exists(codesSent) OR codesSent < :max)",
@@ -246,23 +247,20 @@ impl Store {
             .interceptor(attempts.clone())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Reserved::Taken {
-                attempts: attempts.get(),
-            }),
-            Err(err) if is_condition_failure(&err) => {
-                let old = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                        _ => None,
-                    })
-                    .map(challenge_from_item)
-                    .transpose()?;
-                Ok(Reserved::Refused(old))
-            }
+        let reserved = match result {
+            Ok(_) => Ok(Reserved::Taken),
+            Err(err) if is_condition_failure(&err) => err
+                .as_service_error()
+                .and_then(|e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                    _ => None,
+                })
+                .map(challenge_from_item)
+                .transpose()
+                .map(Reserved::Refused),
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
-        }
+        };
+        (reserved, attempts.get())
     }
 
     /// Gives a reserved send back (`codesSent` down by one), once: never

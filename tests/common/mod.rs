@@ -2,6 +2,7 @@
 //! per test process, sample events from events/, and readers for results.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod tables;
 
 use std::collections::HashMap;
