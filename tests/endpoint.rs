@@ -16,24 +16,6 @@ const FRONT_DOORS: [&str; 4] = [
     "alb.json",
 ];
 
-fn assert_common_headers(a: &Answer) {
-    assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
-    assert_eq!(a.header("cache-control"), Some("no-store"), "{a:?}");
-}
-
-fn assert_error(a: &Answer, status: u16, error_type: &str, error: &str) {
-    assert_eq!(a.status, status, "{a:?}");
-    assert_eq!(
-        a.body,
-        json!({"success": false, "errorType": error_type, "error": error})
-    );
-    assert_common_headers(a);
-    assert!(
-        a.header("x-ratelimit-limit").is_some(),
-        "rate headers on every answer: {a:?}"
-    );
-}
-
 #[tokio::test]
 async fn success_through_every_front_door_sends_the_code_to_verified_addresses_only() {
     let env = Env::new().await;

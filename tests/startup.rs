@@ -51,6 +51,14 @@ fn invalid_values_stop_start_up_too() {
     for (name, value) in [
         ("DEFAULT_LANGUAGE", "klingon"),
         ("RATE_LIMIT_MAX", "0"),
+        ("RESEND_COOLDOWN_SECONDS", "-1"),
+        ("RESEND_COOLDOWN_SECONDS", "1.5"),
+        ("MAX_CODES_PER_USER", "ten"),
+        ("MAX_CODES_PER_USER", "-3"),
+        ("USER_WINDOW_SECONDS", "0"),
+        ("RATE_LIMIT_IPV6_PREFIX", "47"),
+        ("RATE_LIMIT_IPV6_PREFIX", "129"),
+        ("RATE_LIMIT_IPV6_PREFIX", "/64"),
         ("CODE_HMAC_SECRET", "too-short"),
         ("CHALLENGES_TABLE", ""),
     ] {

@@ -47,6 +47,8 @@ pub struct FaultProxy {
     in_flight: Arc<AtomicUsize>,
     /// Requests hit by a fault so far.
     pub hits: Arc<AtomicUsize>,
+    /// Requests seen so far.
+    pub requests: Arc<AtomicUsize>,
 }
 
 /// How the service spells an error body.
@@ -76,6 +78,7 @@ impl FaultProxy {
             })),
             in_flight: Arc::default(),
             hits: Arc::default(),
+            requests: Arc::default(),
         };
         let shared = proxy.clone();
         tokio::spawn(async move {
@@ -124,6 +127,7 @@ impl FaultProxy {
         let Some(request) = read_request(&mut client).await else {
             return;
         };
+        self.requests.fetch_add(1, Ordering::SeqCst);
         let fault = self.draw();
         let answer = match fault {
             Fault::None => relay(&request, upstream).await,

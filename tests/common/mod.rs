@@ -382,3 +382,23 @@ pub fn find_code(text: &str) -> Option<String> {
         (shaped && bounded).then(|| text[i..i + 7].to_string())
     })
 }
+
+pub fn assert_common_headers(a: &Answer) {
+    assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
+    assert_eq!(a.header("cache-control"), Some("no-store"), "{a:?}");
+}
+
+/// An error answer with exactly this status, `errorType` and `error`, and
+/// the headers every answer carries.
+pub fn assert_error(a: &Answer, status: u16, error_type: &str, error: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    assert_eq!(
+        a.body,
+        json!({"success": false, "errorType": error_type, "error": error})
+    );
+    assert_common_headers(a);
+    assert!(
+        a.header("x-ratelimit-limit").is_some(),
+        "rate headers on every answer: {a:?}"
+    );
+}

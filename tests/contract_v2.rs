@@ -1,0 +1,175 @@
+//! The behaviours contract version 2 added or changed, one test each,
+//! through the handler from events/-style requests against the stand-ins:
+//! whole-body validation, fractional times, reserve → send → commit and
+//! `lastMessageId`.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::fault_proxy::{Dialect, Fault, FaultProxy};
+use common::*;
+use send_email_code::{App, Timestamp};
+use serde_json::json;
+use tokio::task::JoinSet;
+
+/// The HTTP API sample carrying exactly these body bytes (base64, as API
+/// Gateway delivers a body it cannot pass as text).
+fn raw_body(bytes: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    let mut ev = with_caller(event("http-api.json"), &random_ip());
+    ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    ev["isBase64Encoded"] = json!(true);
+    ev
+}
+
+#[tokio::test]
+async fn a_top_level_array_holding_a_real_id_is_refused_and_nothing_is_sent() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let app = env.app(&[]);
+    for body in [
+        format!(r#"["{challenge}"]"#),
+        format!(r#"[{{"challengeId":"{challenge}"}}]"#),
+        format!(r#""{challenge}""#),
+    ] {
+        let a = call(&app, &raw_body(body.as_bytes()), env.now).await;
+        assert_error(&a, 400, "error-parameter-required", "challengeId is required");
+    }
+    assert!(emails_to(&address).is_empty());
+    assert!(!env.challenge_item(&challenge).await.contains_key("codesSent"));
+}
+
+#[tokio::test]
+async fn invalid_utf8_or_a_lone_surrogate_in_an_ignored_property_is_refused() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let app = env.app(&[]);
+    let mut surrogate = format!(r#"{{"challengeId":"{challenge}","note":""#).into_bytes();
+    surrogate.extend_from_slice(b"\xed\xa0\x80\"}");
+    let escaped = format!(r#"{{"challengeId":"{challenge}","note":"\ud800"}}"#);
+    let bom = format!("\u{feff}{{\"challengeId\":\"{challenge}\"}}");
+    for body in [surrogate, escaped.into_bytes(), bom.into_bytes()] {
+        let a = call(&app, &raw_body(&body), env.now).await;
+        assert_error(&a, 400, "error-parameter-required", "challengeId is required");
+    }
+    assert!(emails_to(&address).is_empty());
+    let fine = format!(r#"{{"challengeId":"{challenge}","note":"\ud83d\ude00 ok"}}"#);
+    let a = call(&app, &raw_body(fine.as_bytes()), env.now).await;
+    assert_eq!(a.status, 200, "a valid pair is fine: {a:?}");
+}
+
+#[tokio::test]
+async fn a_fractional_expire_at_from_a_javascript_login_flow_works() {
+    let env = Env::new().await;
+    let (user, address) = env.user(json!({})).await;
+    let id = unique("ch-js-");
+    // Date.now() / 1000 + 900, as a JavaScript login flow writes it.
+    let expire = env.now.millis() as f64 / 1000.0 + 900.123;
+    env.put(
+        &tables().challenges,
+        item(json!({"challengeId": id, "userId": user, "method": "email",
+                    "createdAt": env.now.millis() as f64 / 1000.0, "expireAt": expire})),
+    )
+    .await;
+    let app = env.app(&[("CODE_TTL_SECONDS", "3600")]);
+    let a = call(&app, &post(&id), env.now).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(emails_to(&address).len(), 1);
+    let stored = env.challenge_item(&id).await;
+    assert_eq!(
+        n(&stored, "codeExpireAt"),
+        Some(expire.floor() as i64),
+        "capped by the challenge, written whole"
+    );
+    assert_eq!(n(&stored, "lastCodeSentAt"), Some(env.now.secs()));
+
+    // Past its fractional end, to the millisecond: expired.
+    let end = Timestamp::from_millis((expire * 1000.0).ceil() as i64);
+    let a = call(&app, &post(&id), end).await;
+    assert_error(&a, 400, "error-challenge-expired", "challenge expired");
+    let just_before = Timestamp::from_millis(end.millis() - 2);
+    let a = call(&app, &post(&id), just_before).await;
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+#[tokio::test]
+async fn the_commit_stores_ses_message_id_and_the_code_the_user_received() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let (response, trace) =
+        send_email_code::handle_traced(&env.app(&[]), request(&post(&challenge)), env.now).await;
+    assert_eq!(response.status(), 200);
+    let mail = emails_to(&address);
+    assert_eq!(mail.len(), 1);
+    let item = env.challenge_item(&challenge).await;
+    assert_eq!(
+        s(&item, "lastMessageId"),
+        mail[0]["messageId"].as_str().map(String::from),
+        "SES's MessageId"
+    );
+    assert_eq!(trace.message_id, s(&item, "lastMessageId"));
+    assert!(send_email_code::verify(
+        SECRET.as_bytes(),
+        &challenge,
+        &code_in(&mail[0]),
+        &s(&item, "codeHash").unwrap(),
+        n(&item, "codeExpireAt").unwrap(),
+        env.now.secs()
+    ));
+}
+
+/// The case fixed examples never caught: a delivered code P, then several
+/// resends at once while SES refuses. Every resend answers 503, and P is
+/// still the stored code, with the cap unspent.
+#[tokio::test]
+async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let first = call(&env.app(&[]), &post(&challenge), env.now).await;
+    assert_eq!(first.status, 200);
+    let delivered = code_in(&emails_to(&address)[0]);
+    let before = env.challenge_item(&challenge).await;
+
+    let ses = FaultProxy::start(
+        &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
+        Dialect::Ses,
+        1,
+    )
+    .await;
+    ses.set(
+        Fault::Refuse {
+            status: 400,
+            code: "MessageRejected",
+        },
+        1000,
+    );
+    let refusing = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&env.sdk)
+            .endpoint_url(&ses.url)
+            .build(),
+    );
+    let app = Arc::new(App::with_clients(config(&[]), env.db.clone(), refusing).unwrap());
+    let mut resends = JoinSet::new();
+    for _ in 0..4 {
+        let (app, ev, now) = (app.clone(), post(&challenge), env.now);
+        resends.spawn(async move { call(&app, &ev, now).await });
+    }
+    for a in resends.join_all().await {
+        assert_eq!(a.status, 500, "MessageRejected is not retryable: {a:?}");
+        assert_eq!(a.error_type(), "error-internal");
+    }
+    assert_eq!(emails_to(&address).len(), 1, "nothing else went out");
+    let after = env.challenge_item(&challenge).await;
+    assert_eq!(s(&after, "codeHash"), s(&before, "codeHash"));
+    assert_eq!(n(&after, "codesSent"), n(&before, "codesSent"), "all given back");
+    assert!(send_email_code::verify(
+        SECRET.as_bytes(),
+        &challenge,
+        &delivered,
+        &s(&after, "codeHash").unwrap(),
+        n(&after, "codeExpireAt").unwrap(),
+        env.now.secs()
+    ));
+}
+
