@@ -109,6 +109,9 @@ if [ -n "${KEEP_RUNNING:-}" ]; then
   log "stack is up; Ctrl-C stops everything. Invoke again with:"
   echo "  PATH=$ROOT/.venv/bin:\$PATH cargo lambda invoke bootstrap --invoke-port $FUNCTION_PORT --data-file events/rest-api.json"
   echo "  Inbox: $AWS_ENDPOINT_URL_SESV2/   (GET /store for JSON)"
-  echo "  Check a code: CHALLENGES_TABLE=$CHALLENGES_TABLE CODE_HMAC_SECRET=$CODE_HMAC_SECRET AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB cargo run --quiet --example verify_code -- $DEMO_CHALLENGE_ID 123-456"
+  echo "  Check a code (this run's throwaway secret and fake credentials):"
+  echo "  AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test CHALLENGES_TABLE=$CHALLENGES_TABLE \\"
+  echo "    CODE_HMAC_SECRET=$CODE_HMAC_SECRET AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB \\"
+  echo "    cargo run --quiet --example verify_code -- $DEMO_CHALLENGE_ID 123-456"
   wait
 fi
