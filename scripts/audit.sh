@@ -31,9 +31,11 @@ LIVE_DB_URL=https://github.com/rustsec/advisory-db
 say() { printf 'audit: %s\n' "$*" >&2; }
 
 # The pinned tools in .venv/ (installs them when requirements-dev.txt changed).
-# Sourcing local-stack.sh makes a temporary stack folder; remove it if unused.
+# Sourcing local-stack.sh makes a temporary stack folder unless STACK_DIR is
+# set; remove the one made here on exit.
+made_stack_dir=${STACK_DIR:-yes}
 source "$ROOT/scripts/local-stack.sh"
-trap 'rmdir "$STACK_DIR" 2>/dev/null || true' EXIT
+if [ "$made_stack_dir" = yes ]; then trap 'rmdir "$STACK_DIR" 2>/dev/null || true' EXIT; fi
 ensure_python_tools >&2
 AUDIT="$ROOT/.venv/bin/cargo-audit"
 
