@@ -17,4 +17,7 @@ rustup target add aarch64-unknown-linux-gnu >/dev/null
 cargo lambda build --release --arm64 --output-format zip
 start_stack
 log "running the benchmark"
-cargo run --quiet --profile harness --example bench -- "$@"
+# The binary and zip from the build folder in use (CARGO_TARGET_DIR honoured);
+# options given to this script come later and win.
+cargo run --quiet --profile harness --example bench -- \
+  --bootstrap "$TARGET_DIR/release/bootstrap" --zip "$TARGET_DIR/lambda/bootstrap/bootstrap.zip" "$@"

@@ -5,6 +5,9 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK_DIR="${STACK_DIR:-$(mktemp -d -t send-email-code-stack.XXXXXX)}"
 STACK_PIDS=()
+# Cargo's build folder: CI and the demo share one outside the clone
+# (CARGO_TARGET_DIR), so a second run reuses the first one's build.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -85,7 +88,7 @@ ensure_python_tools() {
   export PATH="$ROOT/.venv/bin:$PATH"
 }
 
-# The function's configuration for local runs (CONTRACT.md section 6).
+# The function's configuration for local runs (docs/contract.md, "Configuration").
 export_local_config() {
   export CHALLENGES_TABLE=demo-challenges USERS_TABLE=demo-users RATE_LIMIT_TABLE=demo-rate-limits
   export SENDER_EMAIL="Rocket.Chat <no-reply@chat.example.com>"
@@ -96,7 +99,7 @@ export_local_config() {
 
 seed_demo() {
   log "creating tables and seeding the demo user and challenge"
-  (cd "$ROOT" && cargo run --quiet --example seed_demo)
+  (cd "$ROOT" && cargo run --example seed_demo)
 }
 
 # Runs the function under `cargo lambda watch` (Lambda's runtime API,

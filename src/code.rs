@@ -162,6 +162,9 @@ mod tests {
 
     #[test]
     fn generated_codes_are_six_digits_and_vary() {
+        // 200 codes from the real CSPRNG. Fewer than 191 distinct ones needs at
+        // least 10 colliding pairs; the expected number is C(200,2)/10^6 ≈ 0.02,
+        // so by the Poisson tail a fair source fails less than once in 10^20.
         let codes: std::collections::HashSet<String> = (0..200)
             .map(|_| Code::generate().unwrap().digits())
             .collect();
@@ -174,27 +177,96 @@ mod tests {
         );
     }
 
-    #[test]
-    fn each_digit_position_is_uniform() {
-        // Chi-square over 100,000 codes, 9 degrees of freedom per position;
-        // 27.88 is the 0.999 quantile, so a fair generator fails 1 run in 1000
-        // per position.
-        let n = 100_000;
+    /// Per position, how often each digit appears among the codes.
+    fn digit_counts(codes: impl IntoIterator<Item = Code>) -> [[u32; 10]; 6] {
         let mut counts = [[0u32; 10]; 6];
-        for _ in 0..n {
-            for (pos, b) in Code::generate().unwrap().digits().bytes().enumerate() {
-                counts[pos][(b - b'0') as usize] += 1;
+        for code in codes {
+            for (pos, b) in code.digits().bytes().enumerate() {
+                counts[pos][usize::from(b - b'0')] += 1;
             }
         }
-        let expected = f64::from(n) / 10.0;
+        counts
+    }
+
+    /// The code made from one accepted draw (a rejected one would loop forever).
+    fn code_from(draw: u32) -> Code {
+        Code::generate_with(|| Ok::<_, ()>(draw)).unwrap()
+    }
+
+    #[test]
+    fn one_block_of_accepted_draws_gives_every_code_exactly_once() {
+        // Any CODE_SPACE consecutive accepted draws starting at a multiple of
+        // CODE_SPACE: the first block and the last one below the bound.
+        for first in [0, ACCEPT_BELOW - CODE_SPACE] {
+            let mut seen = vec![false; CODE_SPACE as usize];
+            for draw in first..first + CODE_SPACE {
+                let code = code_from(draw);
+                assert!(!seen[code.0 as usize], "code {} made twice", code.0);
+                seen[code.0 as usize] = true;
+            }
+            assert!(seen.iter().all(|&s| s), "a code was never made");
+        }
+    }
+
+    #[test]
+    fn every_digit_position_is_exactly_uniform_over_a_block() {
+        // 10^6 draws: each digit appears exactly 10^5 times at each position.
+        let counts = digit_counts((0..CODE_SPACE).map(code_from));
         for (pos, row) in counts.iter().enumerate() {
-            let chi2: f64 = row
-                .iter()
-                .map(|&c| (f64::from(c) - expected).powi(2) / expected)
-                .sum();
             assert!(
-                chi2 < 27.88,
-                "position {pos}: chi-square {chi2:.2}, counts {row:?}"
+                row.iter().all(|&c| c == CODE_SPACE / 10),
+                "position {pos}: {row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepted_draws_are_whole_blocks_so_every_code_has_equal_odds() {
+        // Draws below ACCEPT_BELOW are whole blocks of CODE_SPACE (each block
+        // gives every code once, see above), and the bound is the highest such:
+        // so each code has exactly ACCEPT_BELOW / CODE_SPACE = 4294 draws.
+        assert_eq!(ACCEPT_BELOW % CODE_SPACE, 0);
+        assert_eq!(ACCEPT_BELOW / CODE_SPACE, 4294);
+        assert!(
+            ACCEPT_BELOW.checked_add(CODE_SPACE).is_none(),
+            "one more whole block would not fit in a u32"
+        );
+        assert_eq!(ACCEPT_BELOW, 4_294_000_000);
+    }
+
+    #[test]
+    fn every_draw_from_the_bound_up_is_rejected() {
+        // All 967,296 draws in ACCEPT_BELOW..=u32::MAX, then one accepted draw:
+        // the code comes from that last draw, after every other was refused.
+        let mut draws = (ACCEPT_BELOW..=u32::MAX).chain([ACCEPT_BELOW - 1, 0]);
+        let mut used = 0u32;
+        let code = Code::generate_with(|| {
+            used += 1;
+            Ok::<_, ()>(draws.next().unwrap())
+        })
+        .unwrap();
+        assert_eq!(code.0, 999_999);
+        assert_eq!(used, u32::MAX - ACCEPT_BELOW + 2);
+        assert_eq!(
+            code_from(ACCEPT_BELOW - 1).0,
+            999_999,
+            "the last draw below the bound is accepted"
+        );
+    }
+
+    #[test]
+    fn real_codes_have_no_gross_digit_bias() {
+        // 100,000 codes from the CSPRNG; each of the 60 (position, digit)
+        // counts has mean 10,000. By the Chernoff bound a fair source strays
+        // 10% (1,000) from it with probability at most 2·exp(-0.1²·10⁴/3)
+        // ≈ 6.7e-15 per count, under 4e-13 per run for all 60: far below one
+        // in a billion. A source stuck on some digits fails every time.
+        let n = 100_000u32;
+        let counts = digit_counts((0..n).map(|_| Code::generate().unwrap()));
+        for (pos, row) in counts.iter().enumerate() {
+            assert!(
+                row.iter().all(|&c| c.abs_diff(n / 10) < n / 100),
+                "position {pos}: {row:?}"
             );
         }
     }

@@ -1,0 +1,88 @@
+//! Local demo helper: checks a typed code the way a login flow would. Reads
+//! the challenge's `codeHash` and `codeExpireAt` from DynamoDB (consistent
+//! read) and calls the library's `verify` with `CODE_HMAC_SECRET`.
+//!
+//!   verify_code <challengeId> <code>      (code as `123456` or `123-456`)
+//!
+//! Reads the same variables as the function (`CHALLENGES_TABLE`,
+//! `CODE_HMAC_SECRET`, `AWS_ENDPOINT_URL_DYNAMODB`, …); run by scripts/demo.sh.
+//! Exit status: 0 the code verified, 1 it did not, 2 it could not be checked.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use send_email_code::{aws, verify};
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+/// A Number attribute as whole seconds; others may write fractional ones.
+fn seconds(value: &AttributeValue) -> Option<i64> {
+    let text = value.as_n().ok()?;
+    // Truncation is the floor here: stored times are positive.
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
+}
+
+async fn check(challenge_id: &str, code: &str) -> Result<bool, String> {
+    let table = var("CHALLENGES_TABLE")?;
+    let secret = var("CODE_HMAC_SECRET")?;
+    let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config().await);
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("challengeId", AttributeValue::S(challenge_id.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("reading the challenge: {e}"))?
+        .item
+        .ok_or(format!("no challenge {challenge_id} in {table}"))?;
+    let code_hash = item
+        .get("codeHash")
+        .and_then(|v| v.as_s().ok())
+        .ok_or("the challenge has no codeHash: no code was sent for it")?;
+    let code_expire_at = item
+        .get("codeExpireAt")
+        .and_then(seconds)
+        .ok_or("the challenge has no codeExpireAt")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let now = i64::try_from(now).map_err(|e| e.to_string())?;
+    Ok(verify(
+        secret.as_bytes(),
+        challenge_id,
+        code,
+        code_hash,
+        code_expire_at,
+        now,
+    ))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [challenge_id, code] = args.as_slice() else {
+        eprintln!("usage: verify_code <challengeId> <code>");
+        return ExitCode::from(2);
+    };
+    match check(challenge_id, code).await {
+        Ok(true) => {
+            println!("code {code} verified for challenge {challenge_id}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("code {code} does NOT verify for challenge {challenge_id}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("verify_code: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
