@@ -130,9 +130,7 @@ where
 {
     match err {
         SdkError::ConstructionFailure(_) | SdkError::ServiceError(_) => false,
-        SdkError::ResponseError(_) => err
-            .raw_response()
-            .is_some_and(|r| r.status().is_success()),
+        SdkError::ResponseError(_) => err.raw_response().is_some_and(|r| r.status().is_success()),
         // No read timeout is configured, so a dispatch timeout is the
         // connect timeout: nothing was sent.
         SdkError::DispatchFailure(failure) => !(failure.is_timeout() || is_refused(err)),

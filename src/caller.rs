@@ -50,9 +50,7 @@ impl CallerIp {
                 IpAddr::V4(v4) => Self::V4(v4),
                 IpAddr::V6(v6) => {
                     let prefix = ipv6_prefix.min(128);
-                    let mask = u128::MAX
-                        .checked_shl(u32::from(128 - prefix))
-                        .unwrap_or(0);
+                    let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
                     Self::V6 {
                         network: Ipv6Addr::from(u128::from(v6) & mask),
                         prefix,
@@ -189,14 +187,25 @@ mod tests {
     fn ipv6_callers_are_counted_per_network_of_the_prefix() {
         let key = |raw: &str, prefix: u8| identify(&http_api(raw, "x"), 1, prefix).to_string();
         assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
-        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64),
+            "2001:db8:1:2::/64"
+        );
         assert_eq!(key("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
         assert_eq!(key("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::/48");
         assert_eq!(key("2001:db8:1:2:aaaa::1", 56), "2001:db8:1::/56");
         assert_eq!(key("2001:db8:1:2ff:aaaa::1", 56), "2001:db8:1:200::/56");
-        assert_eq!(key("2001:DB8:0:0::1", 128), "2001:db8::1", "128: the address");
+        assert_eq!(
+            key("2001:DB8:0:0::1", 128),
+            "2001:db8::1",
+            "128: the address"
+        );
         assert_eq!(key("2001:db8::1", 127), "2001:db8::/127");
-        assert_eq!(key("::ffff:192.0.2.1", 64), "192.0.2.1", "mapped IPv4 is IPv4");
+        assert_eq!(
+            key("::ffff:192.0.2.1", 64),
+            "192.0.2.1",
+            "mapped IPv4 is IPv4"
+        );
         assert_eq!(key("192.0.2.1", 48), "192.0.2.1", "IPv4 is never grouped");
         assert_eq!(CallerIp::parse(Some("::1"), 0).to_string(), "::/0");
     }
@@ -217,6 +226,9 @@ mod tests {
     #[test]
     fn alb_without_a_usable_forwarded_for_is_unknown() {
         assert_eq!(identify(&alb(&[]), 1, 128), CallerIp::Unknown);
-        assert_eq!(identify(&alb(&["1.2.3.4, garbage"]), 1, 128), CallerIp::Unknown);
+        assert_eq!(
+            identify(&alb(&["1.2.3.4, garbage"]), 1, 128),
+            CallerIp::Unknown
+        );
     }
 }

@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn cap_allows_max_codes_then_refuses_until_expiry() {
         let now = Timestamp::from_secs(100);
-        assert_eq!(challenge("email", 400, 2).check_sendable(RULES, now), Ok(()));
+        assert_eq!(
+            challenge("email", 400, 2).check_sendable(RULES, now),
+            Ok(())
+        );
         assert_eq!(
             challenge("email", 400, 3).check_sendable(RULES, now),
             Err(ApiError::CodeLimitReached { retry_after: 300 })

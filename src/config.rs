@@ -304,11 +304,17 @@ mod tests {
         vars.insert("RESEND_COOLDOWN_SECONDS", "0".into());
         vars.insert("MAX_CODES_PER_USER", "0".into());
         let config = load(&vars).unwrap();
-        assert_eq!((config.resend_cooldown_seconds, config.max_codes_per_user), (0, 0));
+        assert_eq!(
+            (config.resend_cooldown_seconds, config.max_codes_per_user),
+            (0, 0)
+        );
         vars.insert("RESEND_COOLDOWN_SECONDS", "30".into());
         vars.insert("MAX_CODES_PER_USER", "3".into());
         let config = load(&vars).unwrap();
-        assert_eq!((config.resend_cooldown_seconds, config.max_codes_per_user), (30, 3));
+        assert_eq!(
+            (config.resend_cooldown_seconds, config.max_codes_per_user),
+            (30, 3)
+        );
     }
 
     #[test]
@@ -316,7 +322,11 @@ mod tests {
         for bad in ["47", "129", "0", "64.0", "x", "-64"] {
             let mut vars = base();
             vars.insert("RATE_LIMIT_IPV6_PREFIX", bad.into());
-            assert_eq!(load(&vars).unwrap_err().variable, "RATE_LIMIT_IPV6_PREFIX", "{bad}");
+            assert_eq!(
+                load(&vars).unwrap_err().variable,
+                "RATE_LIMIT_IPV6_PREFIX",
+                "{bad}"
+            );
         }
         for good in [48u8, 56, 64, 128] {
             let mut vars = base();

@@ -73,7 +73,11 @@ pub struct DependencyError {
 impl DependencyError {
     /// A failure that retrying will not fix (a malformed item, a refused
     /// build, a broken invariant).
-    pub fn internal(service: &'static str, operation: &'static str, detail: impl Into<String>) -> Self {
+    pub fn internal(
+        service: &'static str,
+        operation: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             service,
             operation,
@@ -262,9 +266,18 @@ mod tests {
              this endpoint again. [error-too-many-requests]"
         );
         assert_eq!(err.retry_after(), Some(42));
-        assert_eq!(ApiError::ResendCooldown { retry_after: 3 }.retry_after(), Some(3));
-        assert_eq!(ApiError::UserCodeLimitReached { retry_after: 4 }.retry_after(), Some(4));
-        assert_eq!(ApiError::CodeLimitReached { retry_after: 5 }.retry_after(), Some(5));
+        assert_eq!(
+            ApiError::ResendCooldown { retry_after: 3 }.retry_after(),
+            Some(3)
+        );
+        assert_eq!(
+            ApiError::UserCodeLimitReached { retry_after: 4 }.retry_after(),
+            Some(4)
+        );
+        assert_eq!(
+            ApiError::CodeLimitReached { retry_after: 5 }.retry_after(),
+            Some(5)
+        );
         assert_eq!(ApiError::ChallengeNotFound.retry_after(), None);
     }
 

@@ -445,6 +445,17 @@ async fn give_back(app: &App, challenge: &Challenge, held: &Held, trace: &mut Tr
     };
 }
 
+/// Which limit a 429 came from (the four share one `errorType`), for the log.
+fn limit_name(err: &ApiError) -> &'static str {
+    match err {
+        ApiError::TooManyRequests { .. } => "caller",
+        ApiError::CodeLimitReached { .. } => "challenge_cap",
+        ApiError::ResendCooldown { .. } => "resend_cooldown",
+        ApiError::UserCodeLimitReached { .. } => "user_budget",
+        _ => "none",
+    }
+}
+
 /// One log line and one metrics line per request. Never the code, its hash,
 /// the secret or an address.
 fn log_request(
@@ -516,12 +527,13 @@ fn log_request(
             duration_ms,
             "request failed"
         ),
-        Err(_) => tracing::info!(
+        Err(refusal) => tracing::info!(
             request_id,
             %caller,
             status,
             outcome = summary,
             error_type,
+            limit = limit_name(refusal),
             challenge_id,
             message_id,
             reservation,
@@ -529,5 +541,33 @@ fn log_request(
             duration_ms,
             "request refused"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_429_names_its_limit_in_the_log() {
+        let cases = [
+            (ApiError::TooManyRequests { retry_after: 1 }, "caller"),
+            (
+                ApiError::CodeLimitReached { retry_after: 1 },
+                "challenge_cap",
+            ),
+            (
+                ApiError::ResendCooldown { retry_after: 1 },
+                "resend_cooldown",
+            ),
+            (
+                ApiError::UserCodeLimitReached { retry_after: 1 },
+                "user_budget",
+            ),
+            (ApiError::ChallengeNotFound, "none"),
+        ];
+        for (err, name) in cases {
+            assert_eq!(limit_name(&err), name, "{err:?}");
+        }
     }
 }

@@ -60,8 +60,7 @@ impl Mailer {
                 .clone()
                 .customize()
                 .config_override(
-                    aws_sdk_sesv2::config::Builder::default()
-                        .retry_config(RetryConfig::disabled()),
+                    aws_sdk_sesv2::config::Builder::default().retry_config(RetryConfig::disabled()),
                 )
                 .send()
                 .await;

@@ -293,7 +293,11 @@ mod tests {
             r#"{"challengeId":"abc"} {}"#,
             r#"{"challengeId":"abc"}]"#,
         ] {
-            assert_eq!(parse_json(body), Err(ApiError::ParameterRequired), "{body:?}");
+            assert_eq!(
+                parse_json(body),
+                Err(ApiError::ParameterRequired),
+                "{body:?}"
+            );
         }
     }
 
@@ -301,19 +305,30 @@ mod tests {
     fn invalid_utf8_anywhere_in_the_body_is_refused() {
         // ED A0 80 encodes a surrogate: not UTF-8, even inside an ignored property.
         for (content_type, body) in [
-            (None, &b"{\"challengeId\":\"abc\",\"x\":\"\xed\xa0\x80\"}"[..]),
+            (
+                None,
+                &b"{\"challengeId\":\"abc\",\"x\":\"\xed\xa0\x80\"}"[..],
+            ),
             (None, &b"{\"challengeId\":\"abc\",\"\xff\":1}"[..]),
-            (Some("application/json"), &b"{\"challengeId\":\"abc\"}\xc3"[..]),
+            (
+                Some("application/json"),
+                &b"{\"challengeId\":\"abc\"}\xc3"[..],
+            ),
             (Some(FORM), &b"challengeId=abc&x=\xff"[..]),
         ] {
             let req = request(content_type, Body::Binary(body.to_vec()));
-            assert_eq!(challenge_id(&req), Err(ApiError::ParameterRequired), "{body:?}");
+            assert_eq!(
+                challenge_id(&req),
+                Err(ApiError::ParameterRequired),
+                "{body:?}"
+            );
         }
-        let fine = request(
-            Some(FORM),
-            Body::Binary(b"challengeId=abc&x=%FF".to_vec()),
+        let fine = request(Some(FORM), Body::Binary(b"challengeId=abc&x=%FF".to_vec()));
+        assert_eq!(
+            challenge_id(&fine).unwrap().0,
+            "abc",
+            "other form fields stay encoded"
         );
-        assert_eq!(challenge_id(&fine).unwrap().0, "abc", "other form fields stay encoded");
     }
 
     #[test]
@@ -328,7 +343,11 @@ mod tests {
             r#"{"challengeId":"a\ud800"}"#,
             "\u{feff}{\"challengeId\":\"abc\"}",
         ] {
-            assert_eq!(parse_json(body), Err(ApiError::ParameterRequired), "{body:?}");
+            assert_eq!(
+                parse_json(body),
+                Err(ApiError::ParameterRequired),
+                "{body:?}"
+            );
         }
         for body in [
             r#"{"challengeId":"abc","x":"\ud83d\ude00"}"#,
@@ -344,7 +363,11 @@ mod tests {
         assert!(parse_form("challengeId=%FF").is_err());
         assert!(parse_form("challengeId=%ED%A0%80").is_err());
         assert_eq!(parse_form("challengeId=%C3%A9").unwrap(), "é");
-        assert_eq!(parse_form("challenge%49d=abc").unwrap(), "abc", "keys are decoded");
+        assert_eq!(
+            parse_form("challenge%49d=abc").unwrap(),
+            "abc",
+            "keys are decoded"
+        );
         assert!(parse_form("challengeId").is_err(), "no value is empty");
     }
 

@@ -441,8 +441,14 @@ mod tests {
             ("lastCodeSentAt", AttributeValue::N("1796002000.5".into())),
         ]))
         .unwrap();
-        assert_eq!(fractional.expire_at, EpochSeconds::parse("1796002191.291").unwrap());
-        assert_eq!(fractional.last_code_sent_at, EpochSeconds::parse("1796002000.5"));
+        assert_eq!(
+            fractional.expire_at,
+            EpochSeconds::parse("1796002191.291").unwrap()
+        );
+        assert_eq!(
+            fractional.last_code_sent_at,
+            EpochSeconds::parse("1796002000.5")
+        );
     }
 
     #[test]

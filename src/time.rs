@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn decimal_seconds_keep_the_milliseconds() {
-        assert_eq!(Timestamp::from_millis(1_796_002_191_005).decimal_secs(), "1796002191.005");
+        assert_eq!(
+            Timestamp::from_millis(1_796_002_191_005).decimal_secs(),
+            "1796002191.005"
+        );
         assert_eq!(Timestamp::from_secs(7).decimal_secs(), "7.000");
     }
 

@@ -32,7 +32,12 @@ async fn two_challenges_of_one_user_share_the_per_user_budget() {
         assert_eq!(call(&app, &post(id), env.now).await.status, 200);
     }
     let a = call(&app, &post(&second), env.now).await;
-    assert_error(&a, 429, "error-too-many-requests", "too many codes sent to this user");
+    assert_error(
+        &a,
+        429,
+        "error-too-many-requests",
+        "too many codes sent to this user",
+    );
     let window_end = env.now.secs() - env.now.secs().rem_euclid(3600) + 3600;
     assert_eq!(
         a.header("retry-after"),
@@ -65,7 +70,10 @@ async fn two_challenges_of_one_user_share_the_per_user_budget() {
 async fn the_budget_is_off_at_zero_and_writes_no_user_counter() {
     let env = Env::new().await;
     let (user, _) = env.user(json!({})).await;
-    let app = env.app(&[("MAX_CODES_PER_USER", "0"), ("MAX_CODES_PER_CHALLENGE", "20")]);
+    let app = env.app(&[
+        ("MAX_CODES_PER_USER", "0"),
+        ("MAX_CODES_PER_CHALLENGE", "20"),
+    ]);
     let challenge = env.challenge(&user, "email", 900).await;
     for _ in 0..12 {
         assert_eq!(call(&app, &post(&challenge), env.now).await.status, 200);
@@ -81,7 +89,10 @@ async fn the_budget_is_off_at_zero_and_writes_no_user_counter() {
 async fn a_failed_send_spends_neither_the_cap_nor_the_user_budget() {
     let env = Env::new().await;
     let (challenge, user, address) = env.email_challenge().await;
-    let overrides = [("MAX_CODES_PER_USER", "1"), ("MAX_CODES_PER_CHALLENGE", "1")];
+    let overrides = [
+        ("MAX_CODES_PER_USER", "1"),
+        ("MAX_CODES_PER_CHALLENGE", "1"),
+    ];
     let ses = FaultProxy::start(
         &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
         Dialect::Ses,
@@ -111,7 +122,10 @@ async fn a_failed_send_spends_neither_the_cap_nor_the_user_budget() {
     );
     let counter = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
     assert_eq!(n(&counter, "count"), Some(0), "user budget given back");
-    assert_eq!(n(&env.challenge_item(&challenge).await, "codesSent"), Some(0));
+    assert_eq!(
+        n(&env.challenge_item(&challenge).await, "codesSent"),
+        Some(0)
+    );
     let a = call(&env.app(&overrides), &post(&challenge), env.now).await;
     assert_eq!(a.status, 200, "both budgets still whole: {a:?}");
     assert_eq!(emails_to(&address).len(), 1);
@@ -144,7 +158,12 @@ async fn resend_cooldown_names_the_seconds_left_in_text_and_retry_after() {
         "refused in the cooldown: nothing reserved"
     );
     assert_eq!(emails_to(&address).len(), 1);
-    assert_eq!(call(&app, &post(&challenge), later(start, 30_000)).await.status, 200);
+    assert_eq!(
+        call(&app, &post(&challenge), later(start, 30_000))
+            .await
+            .status,
+        200
+    );
     assert_eq!(emails_to(&address).len(), 2);
 }
 
@@ -170,9 +189,15 @@ async fn two_addresses_in_one_ipv6_64_share_a_budget_and_another_64_does_not() {
     let net = random_v6_network();
     let other = random_v6_network();
     assert_eq!(status_from(&app, &format!("{net}::1"), env.now).await, 400);
-    assert_eq!(status_from(&app, &format!("{net}:ffff:1:2:3"), env.now).await, 400);
+    assert_eq!(
+        status_from(&app, &format!("{net}:ffff:1:2:3"), env.now).await,
+        400
+    );
     assert_eq!(status_from(&app, &format!("{net}::2"), env.now).await, 429);
-    assert_eq!(status_from(&app, &format!("{other}::1"), env.now).await, 400);
+    assert_eq!(
+        status_from(&app, &format!("{other}::1"), env.now).await,
+        400
+    );
     let window = env.now.secs() - env.now.secs().rem_euclid(60);
     let key = format!("sendEmailCode#{net}::/64#{window}");
     let counter = env.get(&tables().rate_limits, "pk", &key).await;
@@ -189,7 +214,10 @@ async fn at_prefix_128_each_ipv6_address_is_its_own_caller() {
     assert_eq!(status_from(&app, &format!("{net}::1"), env.now).await, 429);
     let window = env.now.secs() - env.now.secs().rem_euclid(60);
     let key = format!("sendEmailCode#{net}::2#{window}");
-    assert!(env.get(&tables().rate_limits, "pk", &key).await.is_some(), "{key}");
+    assert!(
+        env.get(&tables().rate_limits, "pk", &key).await.is_some(),
+        "{key}"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +258,11 @@ async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamod
     for i in 0..flood {
         last = Some(call(&app, &ev, later(start, 2_000 + i * 100)).await);
     }
-    assert_eq!(calls() - before, 0, "no DynamoDB call for a remembered refusal");
+    assert_eq!(
+        calls() - before,
+        0,
+        "no DynamoDB call for a remembered refusal"
+    );
     let last = last.unwrap();
     let now_last = later(start, 2_000 + (flood - 1) * 100);
     let n_left = now_last.secs_until(start.secs() + 60);
@@ -243,7 +275,10 @@ async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamod
              before trying this endpoint again. [error-too-many-requests]"
         ),
     );
-    assert_eq!(last.header("retry-after"), Some(n_left.to_string().as_str()));
+    assert_eq!(
+        last.header("retry-after"),
+        Some(n_left.to_string().as_str())
+    );
     assert_eq!(last.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(last.header("x-ratelimit-limit"), Some("1"));
     assert_eq!(
@@ -257,7 +292,10 @@ async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamod
     );
 
     // Another caller is not affected, and the next window asks DynamoDB again.
-    let other = with_caller(with_challenge(event("http-api.json"), "no-such"), &random_ip());
+    let other = with_caller(
+        with_challenge(event("http-api.json"), "no-such"),
+        &random_ip(),
+    );
     assert_eq!(call(&app, &other, later(start, 3_000)).await.status, 400);
     let before = calls();
     assert_eq!(call(&app, &ev, later(start, 60_000)).await.status, 400);

@@ -34,10 +34,18 @@ async fn a_top_level_array_holding_a_real_id_is_refused_and_nothing_is_sent() {
         format!(r#""{challenge}""#),
     ] {
         let a = call(&app, &raw_body(body.as_bytes()), env.now).await;
-        assert_error(&a, 400, "error-parameter-required", "challengeId is required");
+        assert_error(
+            &a,
+            400,
+            "error-parameter-required",
+            "challengeId is required",
+        );
     }
     assert!(emails_to(&address).is_empty());
-    assert!(!env.challenge_item(&challenge).await.contains_key("codesSent"));
+    assert!(!env
+        .challenge_item(&challenge)
+        .await
+        .contains_key("codesSent"));
 }
 
 #[tokio::test]
@@ -51,7 +59,12 @@ async fn invalid_utf8_or_a_lone_surrogate_in_an_ignored_property_is_refused() {
     let bom = format!("\u{feff}{{\"challengeId\":\"{challenge}\"}}");
     for body in [surrogate, escaped.into_bytes(), bom.into_bytes()] {
         let a = call(&app, &raw_body(&body), env.now).await;
-        assert_error(&a, 400, "error-parameter-required", "challengeId is required");
+        assert_error(
+            &a,
+            400,
+            "error-parameter-required",
+            "challengeId is required",
+        );
     }
     assert!(emails_to(&address).is_empty());
     let fine = format!(r#"{{"challengeId":"{challenge}","note":"\ud83d\ude00 ok"}}"#);
@@ -162,7 +175,11 @@ async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
     assert_eq!(emails_to(&address).len(), 1, "nothing else went out");
     let after = env.challenge_item(&challenge).await;
     assert_eq!(s(&after, "codeHash"), s(&before, "codeHash"));
-    assert_eq!(n(&after, "codesSent"), n(&before, "codesSent"), "all given back");
+    assert_eq!(
+        n(&after, "codesSent"),
+        n(&before, "codesSent"),
+        "all given back"
+    );
     assert!(send_email_code::verify(
         SECRET.as_bytes(),
         &challenge,
@@ -172,4 +189,3 @@ async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
         env.now.secs()
     ));
 }
-

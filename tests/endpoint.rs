@@ -1,4 +1,4 @@
-//! CONTRACT.md section 2, branch by branch, through the handler, against
+//! docs/contract.md section 2, branch by branch, through the handler, against
 //! DynamoDB Local and the SES v2 stand-in. Run with ./scripts/test.sh.
 
 mod common;

@@ -125,7 +125,9 @@ async fn invariants_hold_over_random_concurrent_scenarios_with_faults() {
         faults_hit as u64 >= scenarios,
         "only {faults_hit} faults were injected in {scenarios} scenarios"
     );
-    println!("{scenarios} scenarios from seed {first}: invariants held; {faults_hit} faults injected");
+    println!(
+        "{scenarios} scenarios from seed {first}: invariants held; {faults_hit} faults injected"
+    );
 }
 
 type Outcome = (u64, Result<usize, String>);
@@ -180,7 +182,9 @@ async fn run_scenario(env: &Env, seed: u64) -> Result<usize, String> {
         if user.exists {
             let emails = match &user.address {
                 Some(a) => json!([{"address": a, "verified": true}]),
-                None => json!([{"address": format!("x-{}@example.test", user.id), "verified": false}]),
+                None => {
+                    json!([{"address": format!("x-{}@example.test", user.id), "verified": false}])
+                }
             };
             env.put(
                 &tables().users,
@@ -259,7 +263,8 @@ async fn run_scenario(env: &Env, seed: u64) -> Result<usize, String> {
             let caller = rng.pick(&callers).clone();
             let app = app.clone();
             batch.spawn(async move {
-                let event = with_caller(with_challenge(event("http-api.json"), &challenge), &caller);
+                let event =
+                    with_caller(with_challenge(event("http-api.json"), &challenge), &caller);
                 let (response, trace) = handle_traced(&app, request(&event), now).await;
                 let a = answer(response);
                 Some(Sent {
@@ -400,7 +405,11 @@ impl World<'_> {
         c: &ChallengeSpec,
         codes_by_user: &HashMap<&str, Vec<String>>,
     ) -> Result<(), String> {
-        let Some(item) = self.env.get(&tables().challenges, "challengeId", &c.id).await else {
+        let Some(item) = self
+            .env
+            .get(&tables().challenges, "challengeId", &c.id)
+            .await
+        else {
             return if self.deleted.contains(&c.id) {
                 Ok(())
             } else {
@@ -417,9 +426,9 @@ impl World<'_> {
         }
         if let Some(hash) = s(&item, "codeHash") {
             let expire = n(&item, "codeExpireAt").unwrap_or(0);
-            let delivered = codes.iter().any(|code| {
-                verify(SECRET.as_bytes(), &c.id, code, &hash, expire, expire - 1)
-            });
+            let delivered = codes
+                .iter()
+                .any(|code| verify(SECRET.as_bytes(), &c.id, code, &hash, expire, expire - 1));
             if !delivered {
                 return Err(format!(
                     "{}: the stored codeHash is not the hash of any code SES accepted ({} emails)",
@@ -452,7 +461,11 @@ impl World<'_> {
         }
         let mut counted = 0;
         for c in &theirs {
-            if let Some(item) = self.env.get(&tables().challenges, "challengeId", &c.id).await {
+            if let Some(item) = self
+                .env
+                .get(&tables().challenges, "challengeId", &c.id)
+                .await
+            {
                 counted += n(&item, "codesSent").unwrap_or(0);
             }
         }
@@ -482,8 +495,14 @@ impl World<'_> {
         if self.limits.user_max > 0 && accepted > 0 {
             let counters = self.user_counters(&user.id).await;
             let total: i64 = counters.iter().sum();
-            if counters.iter().any(|c| *c > i64::from(self.limits.user_max)) {
-                return Err(format!("user {}: a window counter passed the budget", user.id));
+            if counters
+                .iter()
+                .any(|c| *c > i64::from(self.limits.user_max))
+            {
+                return Err(format!(
+                    "user {}: a window counter passed the budget",
+                    user.id
+                ));
             }
             if total < accepted {
                 return Err(format!(
@@ -577,7 +596,10 @@ impl World<'_> {
                 if s.now.millis() >= c.expire_ms {
                     &["error-challenge-expired", "error-challenge-not-found"]
                 } else if c.method != "email" {
-                    &["error-invalid-challenge-method", "error-challenge-not-found"]
+                    &[
+                        "error-invalid-challenge-method",
+                        "error-challenge-not-found",
+                    ]
                 } else if !u.exists {
                     &["error-user-not-found", "error-challenge-not-found"]
                 } else if u.address.is_none() {
@@ -591,15 +613,23 @@ impl World<'_> {
         if !expected.contains(&got) {
             return fail(&format!("expected one of {expected:?}"));
         }
-        if got == "error-challenge-not-found" && spec.is_some() && !self.deleted.contains(&s.challenge) {
+        if got == "error-challenge-not-found"
+            && spec.is_some()
+            && !self.deleted.contains(&s.challenge)
+        {
             return fail("not found for a challenge nobody deleted");
         }
         if s.status == 200 {
-            let codes = user.map(|u| codes_by_user[u.id.as_str()].len()).unwrap_or(0);
+            let codes = user
+                .map(|u| codes_by_user[u.id.as_str()].len())
+                .unwrap_or(0);
             let successes = self
                 .sent
                 .iter()
-                .filter(|o| o.status == 200 && user.is_some_and(|u| self.user_of(&o.challenge) == Some(&u.id)))
+                .filter(|o| {
+                    o.status == 200
+                        && user.is_some_and(|u| self.user_of(&o.challenge) == Some(&u.id))
+                })
                 .count();
             if successes > codes {
                 return fail(&format!("{successes} successes but {codes} emails"));
@@ -612,7 +642,10 @@ impl World<'_> {
     }
 
     fn user_of(&self, challenge: &str) -> Option<&String> {
-        self.challenges.iter().find(|c| c.id == challenge).map(|c| &c.user)
+        self.challenges
+            .iter()
+            .find(|c| c.id == challenge)
+            .map(|c| &c.user)
     }
 
     fn check_too_many(&self, s: &Sent, error_type: &str) -> Result<(), String> {
@@ -646,7 +679,9 @@ impl World<'_> {
             "too many codes sent for this challenge" => {
                 let left = (spec.expire_ms - s.now.millis() + 999) / 1000;
                 if retry != left.max(1) {
-                    return Err(format!("cap 429: Retry-After {retry}, challenge ends in {left}"));
+                    return Err(format!(
+                        "cap 429: Retry-After {retry}, challenge ends in {left}"
+                    ));
                 }
             }
             "too many codes sent to this user" => {

@@ -63,7 +63,12 @@ async fn reservation_counts_a_send_and_touches_no_code_attribute() {
     );
     let item = env.challenge_item(&id).await;
     assert_eq!(n(&item, "codesSent"), Some(1));
-    for name in ["codeHash", "codeExpireAt", "lastCodeSentAt", "lastMessageId"] {
+    for name in [
+        "codeHash",
+        "codeExpireAt",
+        "lastCodeSentAt",
+        "lastMessageId",
+    ] {
         assert!(!item.contains_key(name), "{name} written by a reservation");
     }
 }
@@ -248,7 +253,11 @@ async fn commit_stores_the_code_attributes_and_nothing_else() {
     assert_eq!(n(&item, "codeExpireAt"), Some(1_234));
     assert_eq!(n(&item, "lastCodeSentAt"), Some(1_000));
     assert_eq!(s(&item, "lastMessageId").as_deref(), Some("msg-1"));
-    assert_eq!(n(&item, "attempts"), Some(2), "a verifier's counter is kept");
+    assert_eq!(
+        n(&item, "attempts"),
+        Some(2),
+        "a verifier's counter is kept"
+    );
     assert!(!item.contains_key("codesSent"), "the commit counts nothing");
 }
 
@@ -292,7 +301,10 @@ async fn counter_never_passes_the_limit_and_refusals_write_nothing() {
             Count::Counted(expected)
         );
     }
-    assert_eq!(store.count(&key, 999, 3).await.unwrap(), Count::LimitReached);
+    assert_eq!(
+        store.count(&key, 999, 3).await.unwrap(),
+        Count::LimitReached
+    );
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
     assert_eq!(n(&item, "count"), Some(3));
     assert_eq!(n(&item, "expireAt"), Some(999));
@@ -309,5 +321,8 @@ async fn counter_give_back_frees_one_place_and_creates_nothing() {
     assert_eq!(store.count(&key, 999, 2).await.unwrap(), Count::Counted(2));
     let absent = unique("sendEmailCode#user#none#");
     store.give_back_count(&absent).await.unwrap();
-    assert!(env.get(&tables().rate_limits, "pk", &absent).await.is_none());
+    assert!(env
+        .get(&tables().rate_limits, "pk", &absent)
+        .await
+        .is_none());
 }

@@ -1,4 +1,4 @@
-//! The three tables as CONTRACT.md section 4 defines them, for the local
+//! The three tables as docs/contract.md (section 5) describes them, for the local
 //! stand-in (shared by the tests and the local demo; production tables come
 //! from template.yaml).
 
