@@ -15,10 +15,12 @@ fn later(now: Timestamp, millis: i64) -> Timestamp {
     Timestamp::from_millis(now.millis() + millis)
 }
 
-/// A /64 no other test uses, as `2001:db8:xxxx:yyyy`.
+/// A /64 no other test uses, as `2001:db8:x:y` in canonical spelling
+/// (no leading zeros in a group, as the counter key writes it).
 fn random_v6_network() -> String {
     let hex = unique("");
-    format!("2001:db8:{}:{}", &hex[..4], &hex[4..8])
+    let group = |h: &str| u16::from_str_radix(h, 16).unwrap() | 0x1000;
+    format!("2001:db8:{:x}:{:x}", group(&hex[..4]), group(&hex[4..8]))
 }
 
 #[tokio::test]
