@@ -427,7 +427,10 @@ async fn per_challenge_cap_refuses_the_next_code_until_the_challenge_expires() {
 #[tokio::test]
 async fn twenty_simultaneous_sends_for_one_challenge_with_cap_three_send_exactly_three() {
     let env = Env::new().await;
-    let app = std::sync::Arc::new(env.app(&[("MAX_CODES_PER_CHALLENGE", "3")]));
+    let app = std::sync::Arc::new(env.app(&[
+        ("MAX_CODES_PER_CHALLENGE", "3"),
+        ("MAX_CODES_PER_USER", "0"),
+    ]));
     let (challenge, _user, address) = env.email_challenge().await;
     let now = env.now;
     let mut set = tokio::task::JoinSet::new();

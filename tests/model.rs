@@ -24,7 +24,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::timeout::TimeoutConfig;
 use common::fault_proxy::{splitmix, Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::code::verify;
@@ -32,12 +31,10 @@ use send_email_code::{aws, handle_traced, App, ReservationFate, Timestamp, Trace
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-/// The SDK's attempt timeout in these scenarios: short, so faults cost little.
-const ATTEMPT: Duration = Duration::from_millis(250);
-/// Slow, but in time.
+/// Slow, but well within the SDK's attempt timeout.
 const SLOW: Duration = Duration::from_millis(60);
-/// Past the attempt timeout.
-const LATE: Duration = Duration::from_millis(400);
+/// Past the SDK's attempt timeout (the production one, `aws::ATTEMPT_TIMEOUT`).
+const LATE: Duration = Duration::from_millis(1_300);
 /// Scenarios that run at once.
 const PARALLEL: usize = 4;
 
@@ -338,11 +335,9 @@ fn draw_fault(rng: &mut Rng) -> (Fault, bool) {
 }
 
 async fn app(env: &Env, ddb: &FaultProxy, ses: &FaultProxy, limits: &Limits) -> App {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(ATTEMPT)
-        .operation_attempt_timeout(ATTEMPT)
-        .operation_timeout(ATTEMPT * 3)
-        .build();
+    // The production timeouts and retries: a loaded machine must not turn a
+    // fault-free phase into timeouts.
+    let timeouts = aws::timeouts();
     let db = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&env.sdk)
             .endpoint_url(&ddb.url)
