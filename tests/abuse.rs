@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::fault_proxy::{Dialect, Fault, FaultProxy};
+use common::fault_proxy::{Dialect, FaultProxy};
 use common::*;
 use send_email_code::{App, Timestamp};
 use serde_json::json;
@@ -95,24 +95,7 @@ async fn a_failed_send_spends_neither_the_cap_nor_the_user_budget() {
         ("MAX_CODES_PER_USER", "1"),
         ("MAX_CODES_PER_CHALLENGE", "1"),
     ];
-    let ses = FaultProxy::start(
-        &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
-        Dialect::Ses,
-        7,
-    )
-    .await;
-    ses.set(
-        Fault::Refuse {
-            status: 400,
-            code: "MessageRejected",
-        },
-        1000,
-    );
-    let refusing = aws_sdk_sesv2::Client::from_conf(
-        aws_sdk_sesv2::config::Builder::from(&env.sdk)
-            .endpoint_url(&ses.url)
-            .build(),
-    );
+    let (_proxy, refusing) = refusing_ses(&env).await;
     let failing = App::with_clients(config(&overrides), env.db.clone(), refusing).unwrap();
     for _ in 0..3 {
         let a = call(&failing, &post(&challenge), env.now).await;

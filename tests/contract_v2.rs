@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 
-use common::fault_proxy::{Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::{App, Timestamp};
 use serde_json::json;
@@ -144,24 +143,7 @@ async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
     let delivered = code_in(&emails_to(&address)[0]);
     let before = env.challenge_item(&challenge).await;
 
-    let ses = FaultProxy::start(
-        &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
-        Dialect::Ses,
-        1,
-    )
-    .await;
-    ses.set(
-        Fault::Refuse {
-            status: 400,
-            code: "MessageRejected",
-        },
-        1000,
-    );
-    let refusing = aws_sdk_sesv2::Client::from_conf(
-        aws_sdk_sesv2::config::Builder::from(&env.sdk)
-            .endpoint_url(&ses.url)
-            .build(),
-    );
+    let (_proxy, refusing) = refusing_ses(&env).await;
     let app = Arc::new(App::with_clients(config(&[]), env.db.clone(), refusing).unwrap());
     let mut resends = JoinSet::new();
     for _ in 0..4 {

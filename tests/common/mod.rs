@@ -402,3 +402,27 @@ pub fn assert_error(a: &Answer, status: u16, error_type: &str, error: &str) {
         "rate headers on every answer: {a:?}"
     );
 }
+
+/// An SES client whose every `SendEmail` is refused with `MessageRejected`
+/// by a fault proxy in front of the stand-in (keep the proxy alive).
+pub async fn refusing_ses(env: &Env) -> (fault_proxy::FaultProxy, aws_sdk_sesv2::Client) {
+    let ses = fault_proxy::FaultProxy::start(
+        &endpoint("AWS_ENDPOINT_URL_SESV2"),
+        fault_proxy::Dialect::Ses,
+        1,
+    )
+    .await;
+    ses.set(
+        fault_proxy::Fault::Refuse {
+            status: 400,
+            code: "MessageRejected",
+        },
+        1000,
+    );
+    let client = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&env.sdk)
+            .endpoint_url(&ses.url)
+            .build(),
+    );
+    (ses, client)
+}
