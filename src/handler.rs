@@ -547,6 +547,149 @@ fn log_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FaultKind;
+    use crate::time::EpochSeconds;
+
+    const RULES: SendRules = SendRules {
+        max_codes: 3,
+        cooldown_secs: 0,
+    };
+    const NOW: Timestamp = Timestamp::from_secs(1_000);
+
+    fn challenge(codes_sent: u32) -> Challenge {
+        Challenge {
+            id: "c".into(),
+            user_id: "u".into(),
+            method: "email".into(),
+            expire_at: EpochSeconds::from(1_500),
+            codes_sent,
+            last_code_sent_at: None,
+        }
+    }
+
+    fn user(verified: bool) -> Result<Option<User>, DependencyError> {
+        let email = verified.then(|| "a@x.test".to_string());
+        Ok(Some(User::new("u".into(), vec![], email, None, None, None)))
+    }
+
+    fn outage() -> DependencyError {
+        DependencyError {
+            service: "DynamoDB",
+            operation: "UpdateItem",
+            kind: FaultKind::Unavailable,
+            detail: "timed out".into(),
+        }
+    }
+
+    fn held(
+        send: Option<Result<Reserved, DependencyError>>,
+        user: Option<Result<Count, DependencyError>>,
+    ) -> Held {
+        let window = RateWindow::containing(NOW, 3_600);
+        Held {
+            send,
+            user: user.map(|u| ("k".to_string(), u, window)),
+            send_attempts: 1,
+        }
+    }
+
+    fn answer(
+        user: Result<Option<User>, DependencyError>,
+        sendable: Result<(), ApiError>,
+        held: &Held,
+    ) -> Result<(), ApiError> {
+        decide(user, sendable, held, &challenge(0), RULES, NOW).map(|_| ())
+    }
+
+    #[test]
+    fn a_reservation_that_finds_the_challenge_gone_answers_before_the_user_checks() {
+        let gone = held(Some(Ok(Reserved::Refused(None))), None);
+        assert_eq!(
+            answer(Ok(None), Ok(()), &gone),
+            Err(ApiError::ChallengeNotFound)
+        );
+        let mut expired = challenge(0);
+        expired.expire_at = EpochSeconds::from(900);
+        let found_expired = held(Some(Ok(Reserved::Refused(Some(expired)))), None);
+        assert_eq!(
+            answer(user(false), Ok(()), &found_expired),
+            Err(ApiError::ChallengeExpired)
+        );
+    }
+
+    #[test]
+    fn the_user_checks_answer_before_the_cap_the_cooldown_and_the_budget() {
+        let at_cap = held(
+            Some(Ok(Reserved::Refused(Some(challenge(3))))),
+            Some(Ok(Count::LimitReached)),
+        );
+        assert_eq!(
+            answer(Ok(None), Ok(()), &at_cap),
+            Err(ApiError::UserNotFound)
+        );
+        assert_eq!(
+            answer(user(false), Ok(()), &at_cap),
+            Err(ApiError::NoVerifiedEmail)
+        );
+        let cooling = Err(ApiError::ResendCooldown { retry_after: 4 });
+        assert_eq!(
+            answer(Ok(None), cooling, &held(None, None)),
+            Err(ApiError::UserNotFound)
+        );
+        let read_failed = Err(outage());
+        assert_eq!(
+            answer(read_failed, Ok(()), &at_cap).map_err(|e| e.status().as_u16()),
+            Err(503)
+        );
+    }
+
+    #[test]
+    fn the_cap_answers_before_the_user_budget() {
+        let both = held(
+            Some(Ok(Reserved::Refused(Some(challenge(3))))),
+            Some(Ok(Count::LimitReached)),
+        );
+        assert_eq!(
+            answer(user(true), Ok(()), &both),
+            Err(ApiError::CodeLimitReached { retry_after: 500 })
+        );
+        let seen_on_read = Err(ApiError::CodeLimitReached { retry_after: 500 });
+        assert_eq!(
+            answer(user(true), seen_on_read.clone(), &held(None, None)),
+            seen_on_read
+        );
+    }
+
+    #[test]
+    fn the_user_budget_answers_last_with_the_end_of_its_window() {
+        let budget = held(Some(Ok(Reserved::Taken)), Some(Ok(Count::LimitReached)));
+        assert_eq!(
+            answer(user(true), Ok(()), &budget),
+            Err(ApiError::UserCodeLimitReached { retry_after: 2_600 })
+        );
+        let fine = held(Some(Ok(Reserved::Taken)), Some(Ok(Count::Counted(2))));
+        assert!(answer(user(true), Ok(()), &fine).is_ok());
+        let budget_off = held(Some(Ok(Reserved::Taken)), None);
+        assert!(answer(user(true), Ok(()), &budget_off).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_reservation_is_a_5xx_and_counts_as_kept() {
+        let unknown = held(Some(Err(outage())), Some(Ok(Count::Counted(1))));
+        assert_eq!(
+            answer(user(true), Ok(()), &unknown).map_err(|e| e.status().as_u16()),
+            Err(503)
+        );
+        assert!(
+            unknown.unknown(),
+            "never given back as if it had not counted"
+        );
+        assert!(!unknown.took_send());
+        assert_eq!(unknown.took_user_count(), Some("k"));
+        let user_unknown = held(Some(Ok(Reserved::Taken)), Some(Err(outage())));
+        assert!(user_unknown.unknown() && user_unknown.took_send());
+        assert_eq!(user_unknown.took_user_count(), None);
+    }
 
     #[test]
     fn each_429_names_its_limit_in_the_log() {

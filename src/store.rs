@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -104,6 +105,7 @@ impl Store {
         expire_at: i64,
         limit: u32,
     ) -> Result<Count, DependencyError> {
+        let attempts = AttemptCounter::default();
         let result = self
             .client
             .update_item()
@@ -116,6 +118,8 @@ impl Store {
             .expression_attribute_values(":limit", n(limit))
             .expression_attribute_values(":expireAt", n(expire_at))
             .return_values(ReturnValue::UpdatedNew)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
@@ -126,7 +130,9 @@ impl Store {
                     .ok_or_else(|| malformed("UpdateItem", "counter without a count"))?;
                 Ok(Count::Counted(count))
             }
-            Err(err) if is_condition_failure(&err) => Ok(Count::LimitReached),
+            Err(err) if is_condition_failure(&err) => {
+                refused_unless_retried(attempts.get()).map(|()| Count::LimitReached)
+            }
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         }
     }
@@ -134,26 +140,18 @@ impl Store {
     /// Gives one back to the counter `key`, once: never retried, so it can
     /// never count less than what was taken.
     pub async fn give_back_count(&self, key: &str) -> Result<(), DependencyError> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.rate_limit_table)
             .key("pk", s(key))
             .update_expression("ADD #count :minusOne")
-            .condition_expression("attribute_exists(pk) AND #count > :zero")
             .expression_attribute_names("#count", "count")
             .expression_attribute_values(":minusOne", n(-1))
             .expression_attribute_values(":zero", n(0))
-            .customize()
-            .config_override(single_attempt())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
             // Expired and deleted meanwhile: nothing left to give back.
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
-        }
+            .condition_expression("attribute_exists(pk) AND #count > :zero");
+        give_back(request).await
     }
 
     /// Reads a challenge with a consistent read.
@@ -249,15 +247,17 @@ impl Store {
             .await;
         let reserved = match result {
             Ok(_) => Ok(Reserved::Taken),
-            Err(err) if is_condition_failure(&err) => err
-                .as_service_error()
-                .and_then(|e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                    _ => None,
-                })
-                .map(challenge_from_item)
-                .transpose()
-                .map(Reserved::Refused),
+            Err(err) if is_condition_failure(&err) => refused_unless_retried(attempts.get())
+                .and_then(|()| {
+                    err.as_service_error()
+                        .and_then(|e| match e {
+                            UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                            _ => None,
+                        })
+                        .map(challenge_from_item)
+                        .transpose()
+                        .map(Reserved::Refused)
+                }),
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         };
         (reserved, attempts.get())
@@ -267,28 +267,20 @@ impl Store {
     /// retried, so a reservation is never given back twice. Only while the
     /// challenge is still the same user's.
     pub async fn give_back_send(&self, challenge: &Challenge) -> Result<(), DependencyError> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.challenges_table)
             .key("challengeId", s(&challenge.id))
             .update_expression("ADD codesSent :minusOne")
-            .condition_expression(
-                "attribute_exists(challengeId) AND userId = :user AND codesSent > :zero",
-            )
             .expression_attribute_values(":minusOne", n(-1))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":user", s(&challenge.user_id))
-            .customize()
-            .config_override(single_attempt())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Deleted or replaced meanwhile: nothing left to give back.
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
-        }
+            .condition_expression(
+                "attribute_exists(challengeId) AND userId = :user AND codesSent > :zero",
+            );
+        // Deleted or given to another user meanwhile: nothing to give back.
+        give_back(request).await
     }
 
     /// Stores the code SES accepted, on condition that the challenge still
@@ -319,9 +311,37 @@ impl Store {
     }
 }
 
-/// A per-call configuration with the SDK's retries off.
-fn single_attempt() -> aws_sdk_dynamodb::config::Builder {
-    aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled())
+/// Sends a give-back (a decrement) once: never retried, so it can never
+/// count twice. A refused condition means there is nothing left to give back.
+async fn give_back(request: UpdateItemFluentBuilder) -> Result<(), DependencyError> {
+    let single_attempt =
+        aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled());
+    match request
+        .customize()
+        .config_override(single_attempt)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if is_condition_failure(&err) => Ok(()),
+        Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+    }
+}
+
+/// A conditional write refused after the SDK retried it may have been
+/// refused because of its own first attempt, applied but unanswered: then
+/// its outcome is unknown, not a refusal (and it may have counted).
+fn refused_unless_retried(attempts: u32) -> Result<(), DependencyError> {
+    if attempts > 1 {
+        Err(DependencyError {
+            service: SERVICE,
+            operation: "UpdateItem",
+            kind: crate::error::FaultKind::Unavailable,
+            detail: format!("condition refused on attempt {attempts}: outcome unknown"),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn is_condition_failure(

@@ -40,6 +40,7 @@ async fn two_challenges_of_one_user_share_the_per_user_budget() {
         "error-too-many-requests",
         "too many codes sent to this user",
     );
+    assert_documented_429(&a);
     let window_end = env.now.secs() - env.now.secs().rem_euclid(3600) + 3600;
     assert_eq!(
         a.header("retry-after"),
@@ -131,6 +132,7 @@ async fn resend_cooldown_names_the_seconds_left_in_text_and_retry_after() {
         "Please wait 20 seconds before requesting another code",
     );
     assert_eq!(a.header("retry-after"), Some("20"));
+    assert_documented_429(&a);
     let a = call(&app, &post(&challenge), later(start, 29_999)).await;
     assert_eq!(a.header("retry-after"), Some("1"));
     assert_eq!(
@@ -264,6 +266,7 @@ async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamod
         last.header("retry-after"),
         Some(n_left.to_string().as_str())
     );
+    assert_documented_429(&last);
     assert_eq!(last.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(last.header("x-ratelimit-limit"), Some("1"));
     assert_eq!(

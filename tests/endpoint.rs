@@ -411,6 +411,7 @@ async fn per_challenge_cap_refuses_the_next_code_until_the_challenge_expires() {
         "error-too-many-requests",
         "too many codes sent for this challenge",
     );
+    assert_documented_429(&a);
     assert_eq!(a.header("retry-after"), Some("700"));
     assert_eq!(
         a.header("x-ratelimit-remaining"),

@@ -6,12 +6,14 @@
 mod common;
 
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use common::fault_proxy::{Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::{aws, App};
 use serde_json::json;
@@ -334,4 +336,74 @@ async fn slow_ses_gives_503_within_the_budget_and_keeps_the_previous_code() {
     let a = call_within_budget(&app, &post(&challenge), env.now).await;
     assert_generic_503(&a);
     assert_kept_unsent(&env, &challenge, &before).await;
+}
+
+/// An SES client behind a fault proxy, and the proxy (to set and count).
+async fn ses_behind_proxy(env: &Env) -> (FaultProxy, aws_sdk_sesv2::Client) {
+    let proxy = FaultProxy::start(
+        &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
+        Dialect::Ses,
+        11,
+    )
+    .await;
+    let client = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&env.sdk)
+            .endpoint_url(&proxy.url)
+            .build(),
+    );
+    (proxy, client)
+}
+
+const SES_THROTTLED: Fault = Fault::Refuse {
+    status: 429,
+    code: "TooManyRequestsException",
+};
+
+#[tokio::test]
+async fn ses_throttling_is_tried_once_more_then_503_with_the_send_given_back() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let (proxy, ses) = ses_behind_proxy(&env).await;
+    proxy.set(SES_THROTTLED, 1000);
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses).unwrap();
+    let a = call_within_budget(&app, &post(&challenge), env.now).await;
+    assert_generic_503(&a);
+    assert_eq!(
+        proxy.requests.load(Ordering::SeqCst),
+        2,
+        "one retry, no more"
+    );
+    assert_eq!(
+        n(&env.challenge_item(&challenge).await, "codesSent"),
+        Some(0)
+    );
+    assert!(emails_to(&address).is_empty());
+
+    proxy.set_next(SES_THROTTLED, 1);
+    let a = call(&app, &post(&challenge), env.now).await;
+    assert_eq!(a.status, 200, "the retry went through: {a:?}");
+    assert_eq!(proxy.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(emails_to(&address).len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_ses_rejects_is_not_tried_again() {
+    let env = Env::new().await;
+    let (challenge, _, _) = env.email_challenge().await;
+    let (proxy, ses) = ses_behind_proxy(&env).await;
+    proxy.set(
+        Fault::Refuse {
+            status: 400,
+            code: "MessageRejected",
+        },
+        1000,
+    );
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses).unwrap();
+    let a = call(&app, &post(&challenge), env.now).await;
+    assert_eq!(a.status, 500, "{a:?}");
+    assert_eq!(proxy.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        n(&env.challenge_item(&challenge).await, "codesSent"),
+        Some(0)
+    );
 }

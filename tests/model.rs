@@ -656,6 +656,9 @@ impl World<'_> {
             return Err("Retry-After below 1".into());
         }
         let error = s.body["error"].as_str().unwrap_or("");
+        if !documented_429().is_match(error) {
+            return Err("a 429 text openapi.yaml does not document".into());
+        }
         if is_caller_refusal(&s.body) {
             if !error.contains(&format!("wait {retry} seconds")) {
                 return Err("caller 429: N differs from Retry-After".into());

@@ -5,10 +5,15 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::fault_proxy::{Dialect, Fault, FaultProxy};
 use common::*;
+use send_email_code::aws;
 use send_email_code::challenge::{reservation_refusal, Challenge, SendRules};
 use send_email_code::code::{Code, CodeHash};
 use send_email_code::error::ApiError;
+use send_email_code::error::FaultKind;
 use send_email_code::request::ChallengeId;
 use send_email_code::store::{Commit, Committed, Count, Reservation, Reserved, Store};
 use send_email_code::Timestamp;
@@ -325,4 +330,88 @@ async fn counter_give_back_frees_one_place_and_creates_nothing() {
         .get(&tables().rate_limits, "pk", &absent)
         .await
         .is_none());
+}
+
+/// A store whose DynamoDB sits behind a fault proxy.
+async fn store_behind_proxy(env: &Env) -> (FaultProxy, Store) {
+    let proxy = FaultProxy::start(
+        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
+        Dialect::DynamoDb,
+        5,
+    )
+    .await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
+            .endpoint_url(&proxy.url)
+            .build(),
+    );
+    (proxy, Store::new(client, &config(&[])))
+}
+
+/// The next request is answered only after the SDK's attempt timeout,
+/// although the stand-in applied it: the SDK retries it.
+fn answer_next_late(proxy: &FaultProxy) {
+    proxy.set_next(
+        Fault::DelayResponse(aws::ATTEMPT_TIMEOUT + Duration::from_millis(300)),
+        1,
+    );
+}
+
+#[tokio::test]
+async fn a_counter_retry_refused_by_its_own_first_attempt_is_unknown_not_over_the_limit() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let key = unique("sendEmailCode#late#");
+    answer_next_late(&proxy);
+    let err = store.count(&key, 999, 1).await.expect_err("not a refusal");
+    assert_eq!(err.kind, FaultKind::Unavailable, "{err}");
+    let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
+    assert_eq!(n(&item, "count"), Some(1), "the first attempt did count");
+}
+
+#[tokio::test]
+async fn a_reservation_retried_after_a_late_answer_reports_its_attempts() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    answer_next_late(&proxy);
+    let (reserved, attempts) = store
+        .reserve_send(Reservation {
+            challenge: &read,
+            now: env.now,
+            rules: RULES,
+        })
+        .await;
+    assert_eq!(reserved.unwrap(), Reserved::Taken);
+    assert_eq!(attempts, 2, "the SDK retried the write");
+    assert_eq!(
+        n(&env.challenge_item(&id).await, "codesSent"),
+        Some(2),
+        "a retried write may count twice, never less"
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_retry_refused_by_its_own_first_attempt_is_unknown_not_the_cap() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    answer_next_late(&proxy);
+    let one = SendRules {
+        max_codes: 1,
+        cooldown_secs: 0,
+    };
+    let (reserved, attempts) = store
+        .reserve_send(Reservation {
+            challenge: &read,
+            now: env.now,
+            rules: one,
+        })
+        .await;
+    assert_eq!(attempts, 2);
+    let err = reserved.expect_err("the outcome is unknown");
+    assert_eq!(err.kind, FaultKind::Unavailable);
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(1));
 }

@@ -35,6 +35,8 @@ struct Plan {
     fault: Fault,
     /// Chance, in thousandths, that a request is hit.
     per_mille: u64,
+    /// When set, exactly this many next requests are hit, then none.
+    next: Option<u64>,
     rng: u64,
 }
 
@@ -74,6 +76,7 @@ impl FaultProxy {
             plan: Arc::new(Mutex::new(Plan {
                 fault: Fault::None,
                 per_mille: 0,
+                next: None,
                 rng: seed,
             })),
             in_flight: Arc::default(),
@@ -99,6 +102,14 @@ impl FaultProxy {
         let mut plan = self.plan.lock().expect("plan");
         plan.fault = fault;
         plan.per_mille = per_mille;
+        plan.next = None;
+    }
+
+    /// Hits exactly the next `count` requests with `fault`, then none.
+    pub fn set_next(&self, fault: Fault, count: u64) {
+        let mut plan = self.plan.lock().expect("plan");
+        plan.fault = fault;
+        plan.next = Some(count);
     }
 
     /// Waits until no request is held or relayed (delayed requests land).
@@ -115,7 +126,14 @@ impl FaultProxy {
     fn draw(&self) -> Fault {
         let mut plan = self.plan.lock().expect("plan");
         let roll = splitmix(&mut plan.rng) % 1000;
-        if plan.fault != Fault::None && roll < plan.per_mille {
+        let hit = match plan.next {
+            Some(left) => {
+                plan.next = Some(left.saturating_sub(1));
+                left > 0
+            }
+            None => roll < plan.per_mille,
+        };
+        if plan.fault != Fault::None && hit {
             self.hits.fetch_add(1, Ordering::SeqCst);
             plan.fault
         } else {

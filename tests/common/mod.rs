@@ -426,3 +426,37 @@ pub async fn refusing_ses(env: &Env) -> (fault_proxy::FaultProxy, aws_sdk_sesv2:
     );
     (ses, client)
 }
+
+/// The `error` texts openapi.yaml documents for a 429, as a regular
+/// expression read from the document itself (its one `pattern` that names
+/// `error-too-many-requests`), so the document and the code cannot drift.
+pub fn documented_429() -> &'static regex_lite::Regex {
+    static PATTERN: OnceLock<regex_lite::Regex> = OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let path = format!("{}/openapi.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("openapi.yaml");
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("pattern:") && l.contains("error-too-many-requests"))
+            .expect("openapi.yaml documents the 429 texts with a pattern");
+        // A YAML double-quoted scalar: strip the quotes, undo `\\` escapes.
+        let quoted = line.trim_start_matches("pattern:").trim();
+        let pattern = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .expect("a double-quoted pattern")
+            .replace("\\\\", "\\");
+        regex_lite::Regex::new(&pattern).expect("a valid pattern")
+    })
+}
+
+/// A 429 answer whose `error` text openapi.yaml documents.
+pub fn assert_documented_429(a: &Answer) {
+    assert_eq!(a.status, 429, "{a:?}");
+    let error = a.body["error"].as_str().unwrap_or("");
+    assert!(
+        documented_429().is_match(error),
+        "openapi.yaml does not document the 429 text {error:?}"
+    );
+}
