@@ -17,7 +17,7 @@ use crate::error::{ApiError, DependencyError};
 use crate::mailer::Mailer;
 use crate::metrics::RequestMetrics;
 use crate::rate_limit::{RateStatus, RateWindow, RefusedCallers};
-use crate::request::{self, ChallengeId};
+use crate::request;
 use crate::response;
 use crate::store::{Commit, Committed, Count, Reservation, Reserved, Store};
 use crate::time::Timestamp;
@@ -134,11 +134,8 @@ pub async fn handle_traced(app: &App, req: Request, now: Timestamp) -> (Response
         .lambda_context_ref()
         .map(|ctx| ctx.request_id.clone())
         .unwrap_or_default();
-    let parsed = request::check_method(req.method()).and_then(|()| request::challenge_id(&req));
-    drop(req);
-
     let mut trace = Trace::default();
-    let (rate, outcome) = serve(app, &caller, parsed, now, &mut trace).await;
+    let (rate, outcome) = serve(app, &caller, req, now, &mut trace).await;
 
     let response = response::build(&outcome, rate.as_ref());
     log_request(
@@ -155,10 +152,11 @@ pub async fn handle_traced(app: &App, req: Request, now: Timestamp) -> (Response
 
 /// Step 1 with the challenge read beside it, then the rest. Returns the
 /// caller's rate status (absent only when its counter could not be reached).
+/// A caller refused from memory costs no parsing and no call.
 async fn serve(
     app: &App,
     caller: &CallerIp,
-    parsed: Result<ChallengeId, ApiError>,
+    req: Request,
     now: Timestamp,
     trace: &mut Trace,
 ) -> (Option<RateStatus>, Result<(), ApiError>) {
@@ -174,6 +172,8 @@ async fn serve(
         trace.refused_from_memory = true;
         return too_many(RateStatus::exceeded(limit, window));
     }
+    let parsed = request::check_method(req.method()).and_then(|()| request::challenge_id(&req));
+    drop(req);
 
     // Round 1: the caller's counter and the challenge read.
     let count = app.store.count(&key, window.counter_expire_at(), limit);
