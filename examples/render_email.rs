@@ -2,7 +2,10 @@
 //! language given as the first argument (default `en`). Used to make the
 //! screenshot in docs/ (scripts/screenshot-email.sh); sends nothing.
 
-use send_email_code::code::Code;
+// In a developer tool, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use send_email_code::domain::code::Code;
 use send_email_code::email::{EmailInput, Language, Templates};
 use send_email_code::Timestamp;
 

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = "SendEmailCodeFunction"
 BASIC_EXECUTION = "service-role/AWSLambdaBasicExecutionRole"
 
-# The tag the function puts on every message (src/mailer.rs).
+# The tag the function puts on every message (src/aws/mailer.rs).
 PURPOSE_TAG = ("purpose", "two-factor-email-code")
 # The SES events published for the codes, spelt as CloudFormation wants them.
 EVENT_TYPES = {"send", "delivery", "bounce", "complaint", "reject", "deliveryDelay"}

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::code::Code;
-use crate::time::Timestamp;
+use crate::domain::code::Code;
+use crate::domain::time::Timestamp;
 
 /// A language the email is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,26 +2,52 @@
 //! caller → rate limit → parse → read → decide → reserve → send → commit,
 //! with one place ([`give_back`]) that returns a reservation.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
-use crate::caller::{self, CallerIp};
-use crate::challenge::{reservation_refusal, Challenge, SendRules};
-use crate::code::{Code, CodeHash};
+use crate::aws::mailer::Mailer;
+use crate::aws::store::{self, Commit, Committed, Count, Reservation, Reserved, Store};
 use crate::config::Config;
+use crate::domain::caller::CallerIp;
+use crate::domain::challenge::{reservation_refusal, Challenge, SendRules};
+use crate::domain::code::{Code, CodeHash};
+use crate::domain::error::{ApiError, DependencyError};
+use crate::domain::rate_window::{RateStatus, RateWindow, RefusedCallers};
+use crate::domain::time::Timestamp;
+use crate::domain::user::User;
 use crate::email::{EmailInput, Language, TemplateError, Templates};
-use crate::error::{ApiError, DependencyError};
-use crate::mailer::Mailer;
+use crate::http::{caller, request, response};
 use crate::metrics::RequestMetrics;
-use crate::rate_limit::{RateStatus, RateWindow, RefusedCallers};
-use crate::request;
-use crate::response;
-use crate::store::{Commit, Committed, Count, Reservation, Reserved, Store};
-use crate::time::Timestamp;
-use crate::user::User;
+
+/// The function's life: configuration and clients once, then the Lambda
+/// event loop. A configuration or template error stops the start-up with
+/// one log line and exit status 1.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let app = match Config::from_env() {
+        Ok(config) => App::new(config, &crate::aws::sdk_config().await),
+        Err(err) => {
+            tracing::error!(variable = err.variable, "{err}");
+            std::process::exit(1);
+        }
+    };
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            tracing::error!("{err}");
+            std::process::exit(1);
+        }
+    };
+    let app = &app;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
+    }))
+    .await
+}
 
 /// Everything a request needs, built once per process.
 #[derive(Debug, Clone)]
@@ -209,8 +235,7 @@ async fn deliver(
     let challenge = read?.ok_or(ApiError::ChallengeNotFound)?;
     trace.challenge_id = Some(challenge.id.clone());
     challenge.check_usable(now)?;
-    let code = Code::generate()
-        .map_err(|e| DependencyError::internal("OS", "getrandom", e.to_string()))?;
+    let code = Code::generate().map_err(DependencyError::from)?;
 
     // Round 2: the user read beside the reservations, unless the read
     // already shows the cap or the cooldown (then nothing is written).
@@ -245,7 +270,7 @@ async fn deliver(
         .unwrap_or(app.config.default_language);
     let email = app.templates.render(&EmailInput {
         code: &code,
-        code_expire_at,
+        code_expire_at: code_expire_at.floor_i64(),
         display_name: user.display_name.as_deref(),
         language,
         now,
@@ -275,7 +300,7 @@ async fn deliver(
             challenge: &challenge,
             code_hash: &code_hash,
             code_expire_at,
-            sent_at: now.secs(),
+            sent_at: now.whole_secs(),
             message_id: &message_id,
         })
         .await?;
@@ -361,15 +386,8 @@ fn decide(
 ) -> Result<User, ApiError> {
     let refusal = match &held.send {
         Some(Ok(Reserved::Refused(current))) => Some(
-            reservation_refusal(current.as_ref(), &challenge.user_id, rules, now).unwrap_or_else(
-                || {
-                    ApiError::Dependency(DependencyError::internal(
-                        "DynamoDB",
-                        "UpdateItem",
-                        "reservation refused although the challenge looks sendable",
-                    ))
-                },
-            ),
+            reservation_refusal(current.as_ref(), &challenge.user_id, rules, now)
+                .unwrap_or_else(|| store::unexplained_refusal().into()),
         ),
         _ => None,
     };
@@ -547,8 +565,9 @@ fn log_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::FaultKind;
-    use crate::time::EpochSeconds;
+    use crate::domain::challenge::ChallengeMethod;
+    use crate::domain::time::EpochSeconds;
+    use crate::domain::user::StoredUser;
 
     const RULES: SendRules = SendRules {
         max_codes: 3,
@@ -560,7 +579,7 @@ mod tests {
         Challenge {
             id: "c".into(),
             user_id: "u".into(),
-            method: "email".into(),
+            method: ChallengeMethod::Email,
             expire_at: EpochSeconds::from(1_500),
             codes_sent,
             last_code_sent_at: None,
@@ -569,16 +588,15 @@ mod tests {
 
     fn user(verified: bool) -> Result<Option<User>, DependencyError> {
         let email = verified.then(|| "a@x.test".to_string());
-        Ok(Some(User::new("u".into(), vec![], email, None, None, None)))
+        Ok(Some(User::from(StoredUser {
+            id: "u".into(),
+            email,
+            ..StoredUser::default()
+        })))
     }
 
     fn outage() -> DependencyError {
-        DependencyError {
-            service: "DynamoDB",
-            operation: "UpdateItem",
-            kind: FaultKind::Unavailable,
-            detail: "timed out".into(),
-        }
+        DependencyError::unavailable("DynamoDB", "UpdateItem", "timed out")
     }
 
     fn held(

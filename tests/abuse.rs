@@ -2,6 +2,9 @@
 //! stand-ins: the per-user budget, the resend cooldown, IPv6 callers counted
 //! per network, and refused callers answered from memory.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -44,7 +47,7 @@ async fn two_challenges_of_one_user_share_the_per_user_budget() {
     let window_end = env.now.secs() - env.now.secs().rem_euclid(3600) + 3600;
     assert_eq!(
         a.header("retry-after"),
-        Some(env.now.secs_until(window_end).to_string().as_str())
+        Some(env.now.secs_until(window_end.into()).to_string().as_str())
     );
     assert_eq!(emails_to(&address).len(), 3);
     assert_eq!(
@@ -252,7 +255,7 @@ async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamod
     );
     let last = last.unwrap();
     let now_last = later(start, 2_000 + (flood - 1) * 100);
-    let n_left = now_last.secs_until(start.secs() + 60);
+    let n_left = now_last.secs_until((start.secs() + 60).into());
     assert_error(
         &last,
         429,

@@ -3,6 +3,9 @@
 //! whole-body validation, fractional times, reserve → send → commit and
 //! `lastMessageId`.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! docs/contract.md section 2, branch by branch, through the handler, against
 //! DynamoDB Local and the SES v2 stand-in. Run with ./scripts/test.sh.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use base64::engine::general_purpose::STANDARD;

@@ -3,16 +3,17 @@
 //! produce the fault (down, silent); aws-smithy-mocks for service errors they
 //! cannot (SES MessageRejected, DynamoDB throttling).
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
 use common::fault_proxy::{Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::{aws, App};
@@ -197,10 +198,8 @@ async fn missing_table_is_a_generic_500_that_names_nothing() {
 
 fn ses_rejection() -> HttpResponse {
     let mut response = HttpResponse::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(
-            r#"{"message":"Email address is not verified. The following identities failed the check in region US-EAST-1: victim@example.test"}"#,
-        ),
+        400.try_into().unwrap(),
+        r#"{"message":"Email address is not verified. The following identities failed the check in region US-EAST-1: victim@example.test"}"#.into(),
     );
     response
         .headers_mut()
@@ -229,10 +228,8 @@ async fn ses_message_rejected_is_a_500_and_gives_the_send_back() {
 
 fn dynamodb_throttled() -> HttpResponse {
     let mut response = HttpResponse::new(
-        StatusCode::try_from(400).unwrap(),
-        SdkBody::from(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#,
-        ),
+        400.try_into().unwrap(),
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#.into(),
     );
     response
         .headers_mut()

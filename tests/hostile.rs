@@ -3,6 +3,9 @@
 //! 5xx or a panic. (Event-level damage that lambda_http itself cannot parse
 //! never reaches the handler; see the Security section of the README.)
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use base64::engine::general_purpose::STANDARD;

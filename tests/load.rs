@@ -4,18 +4,18 @@
 //! answers past its limiter, nobody gets a 5xx, no counter passes the limit,
 //! and the challenge never receives more than MAX_CODES_PER_CHALLENGE emails.
 
-mod common;
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../examples/bench/runtime_api.rs"]
-mod runtime_api;
+mod common;
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::runtime_api::RuntimeApi;
 use common::*;
-use runtime_api::RuntimeApi;
 use tokio::process::Command;
 
 const PROCESSES: usize = 4;

@@ -4,11 +4,14 @@
 //! its test vector must be right. node and python3 are required: when either
 //! is missing the test fails rather than skips.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use send_email_code::code::{Code, CodeHash};
+use send_email_code::domain::code::{Code, CodeHash};
 use send_email_code::verify;
 use serde_json::{json, Value};
 

@@ -2,15 +2,16 @@
 //! a code hash, the secret or an email address, with every crate (the AWS SDK
 //! included) logging at DEBUG.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
 use common::*;
 use lambda_http::RequestExt;
 use send_email_code::App;
@@ -33,7 +34,7 @@ fn captured() -> &'static Captured {
     LOGS.get_or_init(|| {
         let logs = Captured::default();
         let writer = logs.clone();
-        tracing_subscriber::fmt()
+        lambda_http::tracing::subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(move || writer.clone())
@@ -80,8 +81,8 @@ async fn logs_name_each_request_and_hold_no_code_hash_secret_or_address() {
     );
     let rejected = mock!(aws_sdk_sesv2::Client::send_email).then_http_response(|| {
         let mut r = HttpResponse::new(
-            StatusCode::try_from(400).unwrap(),
-            SdkBody::from(r#"{"message":"Address blacklisted: victim@example.test"}"#),
+            400.try_into().unwrap(),
+            r#"{"message":"Address blacklisted: victim@example.test"}"#.into(),
         );
         r.headers_mut()
             .insert("x-amzn-ErrorType", "MessageRejected");

@@ -2,6 +2,9 @@
 //! itself: the SES stand-in does not keep configuration sets or tags, so a
 //! mocked SES client records the input (DynamoDB stays the real stand-in).
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

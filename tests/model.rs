@@ -18,6 +18,9 @@
 //! the runs; a failure prints the seed that replays it:
 //! `MODEL_SEED=<seed> MODEL_SCENARIOS=1 ./scripts/test.sh --test model`.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use common::fault_proxy::{splitmix, Dialect, Fault, FaultProxy};
 use common::*;
-use send_email_code::code::verify;
+use send_email_code::domain::code::verify;
 use send_email_code::{aws, handle_traced, App, ReservationFate, Timestamp, Trace};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;

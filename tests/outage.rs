@@ -3,6 +3,9 @@
 //! the same process (same clients, same connection pool) serves normally once
 //! the database is back. Runs its own DynamoDB Local so the shared one stays up.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::TcpStream;

@@ -7,15 +7,20 @@
 //! proptest-regressions/properties.txt, kept in the repository, and replayed
 //! first on every run.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, Ipv6Addr};
 
 use lambda_http::http::{self, header::CONTENT_TYPE};
 use lambda_http::{Body, Request};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use send_email_code::caller::{identify, CallerIp};
-use send_email_code::error::ApiError;
-use send_email_code::request::{challenge_id, MAX_CHALLENGE_ID_BYTES};
+use send_email_code::domain::caller::CallerIp;
+use send_email_code::domain::challenge::MAX_CHALLENGE_ID_BYTES;
+use send_email_code::domain::error::ApiError;
+use send_email_code::http::caller::identify;
+use send_email_code::http::request::challenge_id;
 use serde_json::json;
 
 fn post(content_type: Option<&str>, body: Body) -> Request {

@@ -2,16 +2,16 @@
 //! format and level switches, the request id on every log line, and the EMF
 //! metrics line, as CloudWatch would receive them.
 
-mod common;
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../examples/bench/runtime_api.rs"]
-mod runtime_api;
+mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::runtime_api::RuntimeApi;
 use common::*;
-use runtime_api::RuntimeApi;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};

@@ -1,6 +1,9 @@
 //! A missing or invalid variable stops the real binary at start-up, before
 //! any request, with one log line naming it (and never echoing a secret).
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 const SECRET: &str = "start-up-secret-start-up-secret-!!";

@@ -3,6 +3,9 @@
 //! sent to between its read and the reservation or the commit), and the
 //! give-backs.
 
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -10,13 +13,13 @@ use std::time::Duration;
 use common::fault_proxy::{Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::aws;
-use send_email_code::challenge::{reservation_refusal, Challenge, SendRules};
-use send_email_code::code::{Code, CodeHash};
-use send_email_code::error::ApiError;
-use send_email_code::error::FaultKind;
-use send_email_code::request::ChallengeId;
-use send_email_code::store::{Commit, Committed, Count, Reservation, Reserved, Store};
-use send_email_code::Timestamp;
+use send_email_code::aws::store::{Commit, Committed, Count, Reservation, Reserved, Store};
+use send_email_code::domain::challenge::ChallengeId;
+use send_email_code::domain::challenge::{reservation_refusal, Challenge, SendRules};
+use send_email_code::domain::code::{Code, CodeHash};
+use send_email_code::domain::error::ApiError;
+use send_email_code::domain::error::FaultKind;
+use send_email_code::{EpochSeconds, Timestamp};
 use serde_json::json;
 
 const RULES: SendRules = SendRules {
@@ -246,8 +249,8 @@ async fn commit_stores_the_code_attributes_and_nothing_else() {
         .commit_code(Commit {
             challenge: &read,
             code_hash: &hash,
-            code_expire_at: 1_234,
-            sent_at: 1_000,
+            code_expire_at: EpochSeconds::from(1_234),
+            sent_at: EpochSeconds::from(1_000),
             message_id: "msg-1",
         })
         .await
@@ -273,8 +276,8 @@ async fn commit_on_a_deleted_or_reassigned_challenge_writes_nothing() {
     let commit = Commit {
         challenge: &read,
         code_hash: &hash,
-        code_expire_at: 1_234,
-        sent_at: 1_000,
+        code_expire_at: EpochSeconds::from(1_234),
+        sent_at: EpochSeconds::from(1_000),
         message_id: "msg-1",
     };
     env.update_challenge(&id, "SET userId = :u", json!({":u": "someone-else"}))
@@ -302,12 +305,12 @@ async fn counter_never_passes_the_limit_and_refusals_write_nothing() {
     let key = unique("sendEmailCode#test#");
     for expected in 1..=3 {
         assert_eq!(
-            store.count(&key, 999, 3).await.unwrap(),
+            store.count(&key, EpochSeconds::from(999), 3).await.unwrap(),
             Count::Counted(expected)
         );
     }
     assert_eq!(
-        store.count(&key, 999, 3).await.unwrap(),
+        store.count(&key, EpochSeconds::from(999), 3).await.unwrap(),
         Count::LimitReached
     );
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
@@ -320,10 +323,13 @@ async fn counter_give_back_frees_one_place_and_creates_nothing() {
     let env = Env::new().await;
     let store = Store::new(env.db.clone(), &config(&[]));
     let key = unique("sendEmailCode#user#test#");
-    store.count(&key, 999, 2).await.unwrap();
-    store.count(&key, 999, 2).await.unwrap();
+    store.count(&key, EpochSeconds::from(999), 2).await.unwrap();
+    store.count(&key, EpochSeconds::from(999), 2).await.unwrap();
     store.give_back_count(&key).await.unwrap();
-    assert_eq!(store.count(&key, 999, 2).await.unwrap(), Count::Counted(2));
+    assert_eq!(
+        store.count(&key, EpochSeconds::from(999), 2).await.unwrap(),
+        Count::Counted(2)
+    );
     let absent = unique("sendEmailCode#user#none#");
     store.give_back_count(&absent).await.unwrap();
     assert!(env
@@ -363,7 +369,10 @@ async fn a_counter_retry_refused_by_its_own_first_attempt_is_unknown_not_over_th
     let (proxy, store) = store_behind_proxy(&env).await;
     let key = unique("sendEmailCode#late#");
     answer_next_late(&proxy);
-    let err = store.count(&key, 999, 1).await.expect_err("not a refusal");
+    let err = store
+        .count(&key, EpochSeconds::from(999), 1)
+        .await
+        .expect_err("not a refusal");
     assert_eq!(err.kind, FaultKind::Unavailable, "{err}");
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
     assert_eq!(n(&item, "count"), Some(1), "the first attempt did count");

@@ -8,11 +8,10 @@
 //! --zip PATH (default target/lambda/bootstrap/bootstrap.zip), --out PATH
 //! (default bench/results.json).
 
-#[path = "../../tests/common/tables.rs"]
-mod tables;
+// In a developer tool, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod proxy;
-mod runtime_api;
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -20,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use harness::runtime_api::RuntimeApi;
 use proxy::{Call, Calls};
-use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -62,7 +61,7 @@ fn options() -> Result<Options, String> {
 /// Everything a function process needs: tables, proxied endpoints, config.
 struct Bench {
     db: aws_sdk_dynamodb::Client,
-    tables: tables::TableNames,
+    tables: send_email_code::aws::tables::TableNames,
     calls: Calls,
     dynamodb_url: String,
     ses_url: String,
@@ -317,11 +316,12 @@ fn shape_json(shapes: &[CallShape]) -> Value {
 /// event parsing, caller, body, counter key, code, HMAC, email rendering and
 /// the answer. Microseconds per request, in this process.
 fn handler_own_cpu_us() -> Result<f64, String> {
-    use send_email_code::caller::identify;
-    use send_email_code::code::{Code, CodeHash};
+    use send_email_code::domain::code::{Code, CodeHash};
+    use send_email_code::domain::rate_window::{RateStatus, RateWindow};
     use send_email_code::email::{EmailInput, Language, Templates};
-    use send_email_code::rate_limit::{RateStatus, RateWindow};
-    use send_email_code::{request, response, Timestamp};
+    use send_email_code::http::caller::identify;
+    use send_email_code::http::{request, response};
+    use send_email_code::Timestamp;
 
     let templates = Templates::load().map_err(|e| e.to_string())?;
     let text = include_str!("../../events/http-api.json");
@@ -371,12 +371,12 @@ async fn main() -> Result<(), String> {
     let sdk = send_email_code::aws::sdk_config().await;
     let db = aws_sdk_dynamodb::Client::new(&sdk);
     let suffix = now_secs();
-    let tables = tables::TableNames {
+    let tables = send_email_code::aws::tables::TableNames {
         challenges: format!("bench-{suffix}-challenges"),
         users: format!("bench-{suffix}-users"),
         rate_limits: format!("bench-{suffix}-rate-limits"),
     };
-    tables::create_tables(&db, &tables).await?;
+    send_email_code::aws::tables::create_tables(&db, &tables).await?;
     let calls: Calls = Arc::new(Mutex::new(Vec::new()));
     let upstream = |var: &str| {
         std::env::var(var).map_err(|_| format!("{var} is not set: run ./scripts/bench.sh"))

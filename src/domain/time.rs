@@ -1,5 +1,8 @@
-//! Wall-clock time as the handler sees it: one reading per request, passed down.
+//! Time, in two units: the request's clock reading in milliseconds
+//! ([`Timestamp`], one per request, passed down) and stored times in epoch
+//! seconds ([`EpochSeconds`], every time read from or written to a table).
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A point in time, in milliseconds since the Unix epoch.
@@ -31,19 +34,20 @@ impl Timestamp {
         self.0
     }
 
-    /// Whole epoch seconds, rounded down (the unit of every stored time).
+    /// Whole epoch seconds, rounded down.
     pub const fn secs(self) -> i64 {
         self.0.div_euclid(1000)
     }
 
-    /// Whole seconds from now until `until_secs`, rounded up, at least 1.
-    pub fn secs_until(self, until_secs: i64) -> i64 {
-        let millis = until_secs.saturating_mul(1000).saturating_sub(self.0);
-        (millis + 999).div_euclid(1000).max(1)
+    /// This instant's second, rounded down, as a time to store (what this
+    /// function writes is always whole seconds).
+    pub fn whole_secs(self) -> EpochSeconds {
+        EpochSeconds::from(self.secs())
     }
 
-    /// Whole seconds from now until a stored time, rounded up, at least 1.
-    pub fn secs_until_stored(self, until: EpochSeconds) -> i64 {
+    /// Whole seconds from now until `until`, rounded up, at least 1 (the
+    /// unit of `Retry-After`).
+    pub fn secs_until(self, until: EpochSeconds) -> i64 {
         let secs = (until.0 - self.as_epoch_seconds().0).ceil();
         // `as` saturates on overflow and maps NaN to 0; the floor is 1 anyway.
         (secs as i64).max(1)
@@ -78,14 +82,30 @@ impl EpochSeconds {
     }
 
     /// Whole seconds, rounded down (`expireAt` 100.9 is second 100).
-    pub fn floor(self) -> i64 {
-        // `as` saturates, which is the right answer for absurd values.
-        self.0.floor() as i64
+    pub fn floor(self) -> Self {
+        Self(self.0.floor())
     }
 
     /// `self` plus whole seconds.
     pub fn plus_secs(self, secs: u32) -> Self {
         Self(self.0 + f64::from(secs))
+    }
+
+    /// Whole seconds as an integer, rounded down (for printing a clock time).
+    pub fn floor_i64(self) -> i64 {
+        // `as` saturates, which is the right answer for absurd values.
+        self.0.floor() as i64
+    }
+
+    /// The earlier of two times.
+    pub fn min(self, other: Self) -> Self {
+        Self(self.0.min(other.0))
+    }
+
+    /// Epoch milliseconds, rounded down (`X-RateLimit-Reset`'s unit).
+    pub fn millis(self) -> i64 {
+        // `as` saturates, which is the right answer for absurd values.
+        (self.0 * 1000.0).floor() as i64
     }
 
     /// Whether this time is at or before `now`.
@@ -100,6 +120,15 @@ impl From<i64> for EpochSeconds {
     }
 }
 
+/// As a DynamoDB Number and in counter keys: `1796002191`, `1796002191.291`
+/// (the shortest decimal that reads back as the same value, never an
+/// exponent).
+impl fmt::Display for EpochSeconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,23 +136,43 @@ mod tests {
     #[test]
     fn secs_until_rounds_up_and_is_at_least_one() {
         let now = Timestamp::from_millis(10_200);
-        assert_eq!(now.secs_until(20), 10); // 9.8 s → 10
-        assert_eq!(now.secs_until(11), 1); // 0.8 s → 1
-        assert_eq!(now.secs_until(10), 1); // already past → 1
-        assert_eq!(Timestamp::from_secs(10).secs_until(20), 10);
+        let at = EpochSeconds::from;
+        assert_eq!(now.secs_until(at(20)), 10); // 9.8 s → 10
+        assert_eq!(now.secs_until(at(11)), 1); // 0.8 s → 1
+        assert_eq!(now.secs_until(at(10)), 1); // already past → 1
+        assert_eq!(Timestamp::from_secs(10).secs_until(at(20)), 10);
+    }
+
+    #[test]
+    fn stored_times_print_as_plain_decimals() {
+        assert_eq!(EpochSeconds::from(1_796_002_191).to_string(), "1796002191");
+        assert_eq!(
+            EpochSeconds::parse("1796002191.291").unwrap().to_string(),
+            "1796002191.291"
+        );
+        assert_eq!(EpochSeconds::parse("1e21").unwrap().to_string().len(), 22);
+        assert_eq!(Timestamp::from_millis(7_999).whole_secs().to_string(), "7");
+        assert_eq!(EpochSeconds::parse("100.2509").unwrap().millis(), 100_250);
+        assert_eq!(
+            EpochSeconds::from(5).min(EpochSeconds::parse("4.5").unwrap()),
+            EpochSeconds::parse("4.5").unwrap()
+        );
     }
 
     #[test]
     fn stored_times_may_be_fractional_and_compare_as_numbers() {
         let expire = EpochSeconds::parse("1796002191.291").unwrap();
-        assert_eq!(expire.floor(), 1_796_002_191);
+        assert_eq!(expire.floor(), EpochSeconds::from(1_796_002_191));
         assert!(!expire.is_at_or_before(Timestamp::from_millis(1_796_002_191_290)));
         assert!(expire.is_at_or_before(Timestamp::from_millis(1_796_002_191_291)));
         assert!(expire.is_at_or_before(Timestamp::from_millis(1_796_002_191_292)));
         let now = Timestamp::from_millis(1_796_002_190_000);
-        assert_eq!(now.secs_until_stored(expire), 2, "1.291 s rounds up to 2");
-        assert_eq!(now.secs_until_stored(EpochSeconds::from(0)), 1, "past → 1");
-        assert_eq!(EpochSeconds::parse("-3.5").unwrap().floor(), -4);
+        assert_eq!(now.secs_until(expire), 2, "1.291 s rounds up to 2");
+        assert_eq!(now.secs_until(EpochSeconds::from(0)), 1, "past → 1");
+        assert_eq!(
+            EpochSeconds::parse("-3.5").unwrap().floor(),
+            EpochSeconds::from(-4)
+        );
         for bad in ["", "abc", "NaN", "inf", "1e999"] {
             assert_eq!(EpochSeconds::parse(bad), None, "{bad:?}");
         }

@@ -1,61 +1,16 @@
-//! Shared AWS SDK set-up (timeouts, retries) and the mapping of SDK errors
-//! onto [`DependencyError`]. Nothing outside `store` and `mailer` sees SDK types.
+//! Reading SDK errors: which failure a call met, whether it may still have
+//! been carried out, and how many attempts it took. Every dependency error
+//! of the AWS side is built here.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 
-use crate::error::{DependencyError, FaultKind};
-
-/// Time allowed to open a connection (TCP + TLS).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// Time allowed for one attempt of a call, connection included.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// Time allowed for a whole call, retries included. The SDK has no read
-/// timeout of its own, so without this a silent peer would hold the request
-/// until the Lambda timeout.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(2_000);
-/// Attempts per call under the standard retry strategy (throttling included).
-pub const MAX_ATTEMPTS: u32 = 3;
-/// First retry back-off. The SDK's default (1 s) would spend half of
-/// `OPERATION_TIMEOUT` on one wait; DynamoDB and SES answer in milliseconds.
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Loads region and credentials the standard way (environment, profile, …),
-/// with this function's timeouts and retries. Makes no network call.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
-        .retry_config(retry_config())
-        .load()
-        .await
-}
-
-/// The retry configuration every client uses.
-pub fn retry_config() -> RetryConfig {
-    RetryConfig::standard()
-        .with_max_attempts(MAX_ATTEMPTS)
-        .with_initial_backoff(INITIAL_BACKOFF)
-}
-
-/// The timeout configuration every client uses.
-pub fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(OPERATION_TIMEOUT)
-        .build()
-}
+use crate::domain::error::{DependencyError, FaultKind};
 
 /// Service error codes that mean "busy, try again".
 const TRANSIENT_CODES: &[&str] = &[
@@ -113,12 +68,50 @@ where
             "request could not be built".to_string(),
         ),
     };
-    DependencyError {
+    DependencyError::new(service, operation, kind, detail)
+}
+
+/// A conditional write refused after the SDK retried it may have been
+/// refused because of its own first attempt, applied but unanswered: then
+/// its outcome is unknown, not a refusal (and it may have counted).
+pub fn refused_unless_retried(
+    service: &'static str,
+    operation: &'static str,
+    attempts: u32,
+) -> Result<(), DependencyError> {
+    if attempts > 1 {
+        Err(DependencyError::unavailable(
+            service,
+            operation,
+            format!("condition refused on attempt {attempts}: outcome unknown"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// An item that does not have the shape this function reads.
+pub fn malformed_item(
+    service: &'static str,
+    operation: &'static str,
+    what: &str,
+) -> DependencyError {
+    DependencyError::internal(service, operation, format!("malformed item: {what}"))
+}
+
+/// A request the SDK would not build.
+pub fn not_built(service: &'static str, operation: &'static str, what: &str) -> DependencyError {
+    DependencyError::internal(service, operation, format!("{what} could not be built"))
+}
+
+/// A conditional write refused although the item it found passes every
+/// condition: a broken invariant, not something a retry fixes.
+pub fn unexplained_refusal(service: &'static str, operation: &'static str) -> DependencyError {
+    DependencyError::internal(
         service,
         operation,
-        kind,
-        detail,
-    }
+        "condition refused although the item looks acceptable",
+    )
 }
 
 /// Whether a failed call may still have been carried out by the service:

@@ -1,4 +1,4 @@
-//! DynamoDB: the rate-limit counter, challenges and users. Domain types
+//! DynamoDB: the rate-limit counters, challenges and users. Domain types
 //! outward, SDK types inward.
 
 use std::collections::HashMap;
@@ -8,16 +8,17 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::error::SdkError;
 
-use crate::aws::{dependency_error, AttemptCounter};
-use crate::challenge::{Challenge, SendRules, EMAIL_METHOD};
-use crate::code::CodeHash;
+use super::sdk_error::{self, dependency_error, AttemptCounter};
 use crate::config::Config;
-use crate::error::DependencyError;
-use crate::request::ChallengeId;
-use crate::time::{EpochSeconds, Timestamp};
-use crate::user::{EmailEntry, User};
+use crate::domain::challenge::{Challenge, ChallengeId, ChallengeMethod, SendRules};
+use crate::domain::code::CodeHash;
+use crate::domain::error::DependencyError;
+use crate::domain::time::{EpochSeconds, Timestamp};
+use crate::domain::user::{EmailEntry, StoredUser, User};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -69,10 +70,10 @@ pub struct Commit<'a> {
     pub challenge: &'a Challenge,
     /// The code's hash.
     pub code_hash: &'a CodeHash,
-    /// When the code stops working (epoch seconds).
-    pub code_expire_at: i64,
+    /// When the code stops working.
+    pub code_expire_at: EpochSeconds,
     /// When it was sent: the request's start, whole seconds.
-    pub sent_at: i64,
+    pub sent_at: EpochSeconds,
     /// SES's id of the message.
     pub message_id: &'a str,
 }
@@ -102,7 +103,7 @@ impl Store {
     pub async fn count(
         &self,
         key: &str,
-        expire_at: i64,
+        expire_at: EpochSeconds,
         limit: u32,
     ) -> Result<Count, DependencyError> {
         let attempts = AttemptCounter::default();
@@ -131,7 +132,8 @@ impl Store {
                 Ok(Count::Counted(count))
             }
             Err(err) if is_condition_failure(&err) => {
-                refused_unless_retried(attempts.get()).map(|()| Count::LimitReached)
+                sdk_error::refused_unless_retried(SERVICE, "UpdateItem", attempts.get())
+                    .map(|()| Count::LimitReached)
             }
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         }
@@ -222,7 +224,7 @@ impl Store {
             .expression_attribute_names("#method", "method")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":user", s(&r.challenge.user_id))
-            .expression_attribute_values(":email", s(EMAIL_METHOD))
+            .expression_attribute_values(":email", s(ChallengeMethod::EMAIL))
             .expression_attribute_values(":now", AttributeValue::N(r.now.decimal_secs()))
             .expression_attribute_values(":max", n(r.rules.max_codes));
         if r.rules.cooldown_secs > 0 {
@@ -247,17 +249,20 @@ impl Store {
             .await;
         let reserved = match result {
             Ok(_) => Ok(Reserved::Taken),
-            Err(err) if is_condition_failure(&err) => refused_unless_retried(attempts.get())
-                .and_then(|()| {
-                    err.as_service_error()
-                        .and_then(|e| match e {
-                            UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                            _ => None,
-                        })
-                        .map(challenge_from_item)
-                        .transpose()
-                        .map(Reserved::Refused)
-                }),
+            Err(err) if is_condition_failure(&err) => {
+                sdk_error::refused_unless_retried(SERVICE, "UpdateItem", attempts.get()).and_then(
+                    |()| {
+                        err.as_service_error()
+                            .and_then(|e| match e {
+                                UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                                _ => None,
+                            })
+                            .map(challenge_from_item)
+                            .transpose()
+                            .map(Reserved::Refused)
+                    },
+                )
+            }
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
         };
         (reserved, attempts.get())
@@ -328,28 +333,7 @@ async fn give_back(request: UpdateItemFluentBuilder) -> Result<(), DependencyErr
     }
 }
 
-/// A conditional write refused after the SDK retried it may have been
-/// refused because of its own first attempt, applied but unanswered: then
-/// its outcome is unknown, not a refusal (and it may have counted).
-fn refused_unless_retried(attempts: u32) -> Result<(), DependencyError> {
-    if attempts > 1 {
-        Err(DependencyError {
-            service: SERVICE,
-            operation: "UpdateItem",
-            kind: crate::error::FaultKind::Unavailable,
-            detail: format!("condition refused on attempt {attempts}: outcome unknown"),
-        })
-    } else {
-        Ok(())
-    }
-}
-
-fn is_condition_failure(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        UpdateItemError,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-) -> bool {
+fn is_condition_failure(err: &SdkError<UpdateItemError, HttpResponse>) -> bool {
     err.as_service_error()
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
@@ -373,7 +357,13 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
 }
 
 fn malformed(operation: &'static str, what: &str) -> DependencyError {
-    DependencyError::internal(SERVICE, operation, format!("malformed item: {what}"))
+    sdk_error::malformed_item(SERVICE, operation, what)
+}
+
+/// A reservation refused although the challenge it found passes every
+/// condition (see [`crate::domain::challenge::reservation_refusal`]).
+pub fn unexplained_refusal() -> DependencyError {
+    sdk_error::unexplained_refusal(SERVICE, "UpdateItem")
 }
 
 fn time(item: &Item, name: &str) -> Option<EpochSeconds> {
@@ -393,7 +383,9 @@ fn challenge_from_item(item: &Item) -> Result<Challenge, DependencyError> {
     Ok(Challenge {
         id: string(item, "challengeId").ok_or_else(|| bad("has no challengeId"))?,
         user_id: string(item, "userId").ok_or_else(|| bad("has no userId"))?,
-        method: string(item, "method").ok_or_else(|| bad("has no method"))?,
+        method: string(item, "method")
+            .map(|m| ChallengeMethod::from_stored(&m))
+            .ok_or_else(|| bad("has no method"))?,
         expire_at: time(item, "expireAt").ok_or_else(|| bad("has no numeric expireAt"))?,
         codes_sent,
         last_code_sent_at: time(item, "lastCodeSentAt"),
@@ -420,14 +412,14 @@ fn user_from_item(user_id: &str, item: &Item) -> User {
                 .collect()
         })
         .unwrap_or_default();
-    User::new(
-        user_id.to_string(),
+    User::from(StoredUser {
+        id: user_id.to_string(),
         emails,
-        string(item, "email"),
-        string(item, "name"),
-        string(item, "username"),
-        string(item, "language"),
-    )
+        email: string(item, "email"),
+        name: string(item, "name"),
+        username: string(item, "username"),
+        language: string(item, "language"),
+    })
 }
 
 #[cfg(test)]
@@ -494,7 +486,7 @@ mod tests {
             ]),
         ] {
             let err = challenge_from_item(&broken).unwrap_err();
-            assert_eq!(err.kind, crate::error::FaultKind::Internal);
+            assert_eq!(err.kind, crate::domain::error::FaultKind::Internal);
         }
     }
 

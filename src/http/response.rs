@@ -1,101 +1,15 @@
-//! The API's errors, and the one place they become status, `errorType` and `error`.
+//! Turning an outcome into the HTTP answer: the one place an error becomes
+//! status, `errorType` and `error`, then the JSON body and the fixed headers.
 
-use lambda_http::http::StatusCode;
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use serde_json::json;
 
-/// Every way a request can fail, as the caller sees it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
-    /// Anything but POST.
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// The caller used up its requests for this window.
-    #[error("rate limit exceeded")]
-    TooManyRequests {
-        /// Seconds until the window resets.
-        retry_after: i64,
-    },
-    /// `challengeId` missing or invalid, or the body unreadable.
-    #[error("challengeId is required")]
-    ParameterRequired,
-    /// No challenge with that id.
-    #[error("challenge not found")]
-    ChallengeNotFound,
-    /// The challenge's `expireAt` has passed.
-    #[error("challenge expired")]
-    ChallengeExpired,
-    /// The challenge is not an email challenge.
-    #[error("invalid challenge method")]
-    InvalidChallengeMethod,
-    /// The challenge's user does not exist.
-    #[error("user not found")]
-    UserNotFound,
-    /// The user has no verified address to send to.
-    #[error("user has no verified email")]
-    NoVerifiedEmail,
-    /// The challenge already received `MAX_CODES_PER_CHALLENGE` codes.
-    #[error("per-challenge code limit reached")]
-    CodeLimitReached {
-        /// Seconds until the challenge expires.
-        retry_after: i64,
-    },
-    /// The challenge is inside its resend cooldown.
-    #[error("please wait before requesting another code")]
-    ResendCooldown {
-        /// Seconds until the cooldown ends.
-        retry_after: i64,
-    },
-    /// The user already received `MAX_CODES_PER_USER` codes in this window.
-    #[error("too many codes sent to this user")]
-    UserCodeLimitReached {
-        /// Seconds until the user's window ends.
-        retry_after: i64,
-    },
-    /// DynamoDB, SES or the random source failed.
-    #[error(transparent)]
-    Dependency(#[from] DependencyError),
-}
+use crate::domain::error::{ApiError, FaultKind};
+use crate::domain::rate_window::RateStatus;
 
-/// A failure of something outside the function. `detail` is for the log
-/// only and never reaches a response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{service} {operation} failed ({kind:?}): {detail}")]
-pub struct DependencyError {
-    /// Which system failed.
-    pub service: &'static str,
-    /// The call that failed, e.g. `GetItem`.
-    pub operation: &'static str,
-    /// Whether retrying later may help.
-    pub kind: FaultKind,
-    /// The underlying error, for the log.
-    pub detail: String,
-}
-
-impl DependencyError {
-    /// A failure that retrying will not fix (a malformed item, a refused
-    /// build, a broken invariant).
-    pub fn internal(
-        service: &'static str,
-        operation: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            service,
-            operation,
-            kind: FaultKind::Internal,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// How a dependency failed, which decides 503 versus 500.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// Throttled, timed out, unreachable or a server-side error: try again.
-    Unavailable,
-    /// Anything else (rejected request, missing table, denied access, …).
-    Internal,
-}
-
+/// The answer each error gets.
 impl ApiError {
     /// HTTP status of the answer.
     pub fn status(&self) -> StatusCode {
@@ -160,30 +74,98 @@ impl ApiError {
             other => other.to_string(),
         }
     }
+}
 
-    /// `Retry-After` seconds, for the answers that have one.
-    pub fn retry_after(&self) -> Option<i64> {
-        match self {
-            Self::TooManyRequests { retry_after }
-            | Self::CodeLimitReached { retry_after }
-            | Self::ResendCooldown { retry_after }
-            | Self::UserCodeLimitReached { retry_after } => Some(*retry_after),
-            _ => None,
+/// Builds the answer for `outcome`. `rate` is absent only when the counter
+/// itself could not be reached.
+pub fn build(outcome: &Result<(), ApiError>, rate: Option<&RateStatus>) -> Response<Body> {
+    let (status, body) = match outcome {
+        Ok(()) => (StatusCode::OK, json!({ "success": true })),
+        Err(err) => (
+            err.status(),
+            json!({ "success": false, "error": err.message(), "errorType": err.error_type() }),
+        ),
+    };
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(rate) = rate {
+        headers.insert("x-ratelimit-limit", rate.limit.into());
+        headers.insert("x-ratelimit-remaining", rate.remaining.into());
+        headers.insert("x-ratelimit-reset", rate.reset_millis().into());
+    }
+    if let Err(err) = outcome {
+        if let Some(seconds) = err.retry_after() {
+            headers.insert(RETRY_AFTER, seconds.into());
+        }
+        if *err == ApiError::MethodNotAllowed {
+            headers.insert("allow", HeaderValue::from_static("POST"));
         }
     }
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::error::DependencyError;
+    use crate::domain::rate_window::RateWindow;
+    use crate::domain::time::Timestamp;
+
+    fn body_json(response: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(response.body().as_ref()).unwrap()
+    }
+
+    fn rate() -> RateStatus {
+        RateStatus::counted(5, 1, RateWindow::containing(Timestamp::from_secs(61), 60))
+    }
+
+    #[test]
+    fn success_is_a_json_boolean_with_all_headers() {
+        let response = build(&Ok(()), Some(&rate()));
+        assert_eq!(response.status(), 200);
+        assert_eq!(body_json(&response), json!({"success": true}));
+        let h = response.headers();
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-ratelimit-limit"], "5");
+        assert_eq!(h["x-ratelimit-remaining"], "4");
+        assert_eq!(h["x-ratelimit-reset"], "120000");
+        assert!(h.get("retry-after").is_none());
+    }
+
+    #[test]
+    fn errors_carry_type_text_and_their_extra_headers() {
+        let response = build(
+            &Err(ApiError::TooManyRequests { retry_after: 7 }),
+            Some(&rate()),
+        );
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(body_json(&response)["success"], json!(false));
+        assert_eq!(body_json(&response)["errorType"], "error-too-many-requests");
+
+        let response = build(&Err(ApiError::MethodNotAllowed), Some(&rate()));
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+
+    #[test]
+    fn without_a_counter_the_rate_headers_are_omitted() {
+        let response = build(&Err(ApiError::ChallengeNotFound), None);
+        assert!(response.headers().get("x-ratelimit-limit").is_none());
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
 
     fn dependency(kind: FaultKind) -> ApiError {
-        ApiError::Dependency(DependencyError {
-            service: "DynamoDB",
-            operation: "GetItem",
+        ApiError::Dependency(DependencyError::new(
+            "DynamoDB",
+            "GetItem",
             kind,
-            detail: "ResourceNotFoundException: table prod-challenges".into(),
-        })
+            "ResourceNotFoundException: table prod-challenges",
+        ))
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Reading `challengeId` out of the request body (JSON or form), exactly as sent.
+//! The event's method and body: `challengeId` read out of the body (JSON or
+//! form), exactly as sent.
 
 use lambda_http::http::{header::CONTENT_TYPE, HeaderMap, Method};
 use lambda_http::{Body, Request};
@@ -8,34 +9,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::error::ApiError;
-
-/// Longest accepted `challengeId`, in UTF-8 bytes.
-pub const MAX_CHALLENGE_ID_BYTES: usize = 256;
-
-/// A `challengeId` that passed validation: non-blank, at most 256 bytes, no
-/// control characters. Kept exactly as the caller sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeId(String);
-
-impl ChallengeId {
-    /// Validates a raw value (see the contract, section 2, step 2).
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let valid = !raw.trim().is_empty()
-            && raw.len() <= MAX_CHALLENGE_ID_BYTES
-            && !raw.chars().any(char::is_control);
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ApiError::ParameterRequired)
-        }
-    }
-
-    /// The id as sent.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use crate::domain::challenge::ChallengeId;
+use crate::domain::error::ApiError;
 
 /// Everything but POST is refused (after the rate limit has counted it).
 pub fn check_method(method: &Method) -> Result<(), ApiError> {
@@ -207,14 +182,15 @@ mod tests {
     }
 
     fn parse_json(body: &str) -> Result<String, ApiError> {
-        challenge_id(&request(Some("application/json"), Body::from(body))).map(|id| id.0)
+        challenge_id(&request(Some("application/json"), Body::from(body)))
+            .map(|id| id.as_str().to_owned())
     }
 
     const FORM: &str = "application/x-www-form-urlencoded";
 
     fn parse_form(body: &str) -> Result<String, ApiError> {
         let req = request(Some(FORM), Body::from(body));
-        challenge_id(&req).map(|id| id.0)
+        challenge_id(&req).map(|id| id.as_str().to_owned())
     }
 
     #[test]
@@ -235,11 +211,11 @@ mod tests {
     #[test]
     fn missing_content_type_and_binary_bodies_are_read_as_json() {
         let req = request(None, Body::from(r#"{"challengeId":"abc"}"#));
-        assert_eq!(challenge_id(&req).unwrap().0, "abc");
+        assert_eq!(challenge_id(&req).unwrap().as_str(), "abc");
         let req = request(None, Body::Binary(br#"{"challengeId":"abc"}"#.to_vec()));
-        assert_eq!(challenge_id(&req).unwrap().0, "abc");
+        assert_eq!(challenge_id(&req).unwrap().as_str(), "abc");
         let req = request(Some("text/plain"), Body::from(r#"{"challengeId":"abc"}"#));
-        assert_eq!(challenge_id(&req).unwrap().0, "abc");
+        assert_eq!(challenge_id(&req).unwrap().as_str(), "abc");
     }
 
     #[test]
@@ -325,7 +301,7 @@ mod tests {
         }
         let fine = request(Some(FORM), Body::Binary(b"challengeId=abc&x=%FF".to_vec()));
         assert_eq!(
-            challenge_id(&fine).unwrap().0,
+            challenge_id(&fine).unwrap().as_str(),
             "abc",
             "other form fields stay encoded"
         );
@@ -406,7 +382,7 @@ mod tests {
             Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
             Body::from("challengeId=abc"),
         );
-        assert_eq!(challenge_id(&req).unwrap().0, "abc");
+        assert_eq!(challenge_id(&req).unwrap().as_str(), "abc");
     }
 
     #[test]

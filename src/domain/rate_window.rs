@@ -1,33 +1,37 @@
 //! Fixed-window rate limiting, the pure half: windows, counter keys, the
 //! headers every answer carries, and the memory of callers refused in their
-//! current window. The counters themselves live in [`crate::store`].
+//! current window. The counters themselves live in [`crate::aws::store`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::caller::CallerIp;
-use crate::time::Timestamp;
+use super::caller::CallerIp;
+use super::time::{EpochSeconds, Timestamp};
 
 /// The route name in counter keys, so other routes can share the table.
 const ROUTE: &str = "sendEmailCode";
 
 /// One fixed window, aligned to the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateWindow {
-    /// First second of the window (epoch seconds).
-    pub start: i64,
-    /// First second after the window (epoch seconds).
-    pub end: i64,
+    /// First second of the window.
+    pub start: EpochSeconds,
+    /// First second after the window.
+    pub end: EpochSeconds,
+    /// Its length in seconds.
+    length_secs: u32,
 }
 
 impl RateWindow {
     /// The window of `length_secs` seconds that contains `now`.
     pub fn containing(now: Timestamp, length_secs: u32) -> Self {
-        let length = i64::from(length_secs.max(1));
-        let start = now.secs() - now.secs().rem_euclid(length);
+        let length = length_secs.max(1);
+        let start = now.secs() - now.secs().rem_euclid(i64::from(length));
+        let start = EpochSeconds::from(start);
         Self {
             start,
-            end: start + length,
+            end: start.plus_secs(length),
+            length_secs: length,
         }
     }
 
@@ -43,13 +47,13 @@ impl RateWindow {
 
     /// When the counter item may be deleted by TTL: one window after its end,
     /// so a clock a little behind never finds it gone too early.
-    pub fn counter_expire_at(&self) -> i64 {
-        self.end + (self.end - self.start)
+    pub fn counter_expire_at(&self) -> EpochSeconds {
+        self.end.plus_secs(self.length_secs)
     }
 }
 
 /// Where a caller stands after this request was counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateStatus {
     /// `RATE_LIMIT_MAX`.
     pub limit: u32,
@@ -84,7 +88,7 @@ impl RateStatus {
 
     /// `X-RateLimit-Reset`: the window end in epoch milliseconds.
     pub fn reset_millis(&self) -> i64 {
-        self.window.end * 1000
+        self.window.end.millis()
     }
 
     /// `Retry-After` for a refused request: seconds to the window end, rounded up.
@@ -99,10 +103,10 @@ const MAX_REMEMBERED: usize = 10_000;
 
 /// Callers this instance has seen refused, with the end of the window they
 /// were refused in. A counter only grows within its window, so such a caller
-/// stays refused until then and can be answered without DynamoDB.
+/// stays refused until then and can be answered without a counter call.
 #[derive(Debug, Default)]
 pub struct RefusedCallers {
-    until: Mutex<HashMap<String, i64>>,
+    until: Mutex<HashMap<String, EpochSeconds>>,
 }
 
 impl RefusedCallers {
@@ -147,11 +151,12 @@ mod tests {
     #[test]
     fn windows_are_aligned_to_the_epoch() {
         let w = RateWindow::containing(Timestamp::from_millis(1_700_000_059_999), 60);
-        assert_eq!(w.start, 1_700_000_040);
-        assert_eq!(w.end, 1_700_000_100);
+        assert_eq!(w.start, EpochSeconds::from(1_700_000_040));
+        assert_eq!(w.end, EpochSeconds::from(1_700_000_100));
         let next = RateWindow::containing(Timestamp::from_secs(1_700_000_100), 60);
         assert_eq!(
-            next.start, 1_700_000_100,
+            next.start,
+            EpochSeconds::from(1_700_000_100),
             "a window's end is the next one's start"
         );
     }
@@ -165,14 +170,18 @@ mod tests {
             w.counter_key(&CallerIp::Unknown),
             "sendEmailCode#unknown#120"
         );
-        assert_eq!(w.counter_expire_at(), 240, "window end + window length");
+        assert_eq!(
+            w.counter_expire_at(),
+            EpochSeconds::from(240),
+            "window end + window length"
+        );
     }
 
     #[test]
     fn user_counter_key_follows_the_contract() {
         let w = RateWindow::containing(Timestamp::from_secs(7_300), 3_600);
         assert_eq!(w.user_counter_key("u-1"), "sendEmailCode#user#u-1#7200");
-        assert_eq!(w.counter_expire_at(), 14_400);
+        assert_eq!(w.counter_expire_at(), EpochSeconds::from(14_400));
     }
 
     #[test]

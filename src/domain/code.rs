@@ -6,6 +6,8 @@ use std::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::error::DependencyError;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Number of distinct codes (000000 to 999999).
@@ -22,6 +24,12 @@ pub struct Code(u32);
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random source failed: {0}")]
 pub struct RandomSourceError(getrandom::Error);
+
+impl From<RandomSourceError> for DependencyError {
+    fn from(err: RandomSourceError) -> Self {
+        DependencyError::internal("OS", "getrandom", err.to_string())
+    }
+}
 
 impl Code {
     /// Draws a uniformly distributed code from the operating system's CSPRNG.

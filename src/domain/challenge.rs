@@ -1,11 +1,65 @@
-//! Two-factor challenges and the pure decisions about them (steps 3, 5 and 6
-//! of docs/contract.md, and the reading of a refused reservation).
+//! Two-factor challenges and the pure decisions about them (steps 2, 3, 5
+//! and 6 of docs/contract.md, and the reading of a refused reservation).
 
-use crate::error::ApiError;
-use crate::time::{EpochSeconds, Timestamp};
+use super::error::ApiError;
+use super::time::{EpochSeconds, Timestamp};
 
-/// The only method this endpoint serves.
-pub const EMAIL_METHOD: &str = "email";
+/// Longest accepted `challengeId`, in UTF-8 bytes.
+pub const MAX_CHALLENGE_ID_BYTES: usize = 256;
+
+/// A `challengeId` that passed validation: non-blank, at most 256 bytes, no
+/// control characters. Kept exactly as the caller sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeId(String);
+
+impl ChallengeId {
+    /// Validates a raw value (see the contract, section 2, step 2).
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let valid = !raw.trim().is_empty()
+            && raw.len() <= MAX_CHALLENGE_ID_BYTES
+            && !raw.chars().any(char::is_control);
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ApiError::ParameterRequired)
+        }
+    }
+
+    /// The id as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a challenge is to be answered. Only [`ChallengeMethod::Email`] is
+/// served here; the others are Rocket.Chat's, and anything else is kept as
+/// `Other` so a refusal can still name it as an invalid method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeMethod {
+    /// `email`: a code by email (this endpoint).
+    Email,
+    /// `totp`: an authenticator app.
+    Totp,
+    /// `password`: the account password again.
+    Password,
+    /// Any other stored value.
+    Other,
+}
+
+impl ChallengeMethod {
+    /// The method for a stored value, compared exactly (`Email` is `Other`).
+    pub fn from_stored(raw: &str) -> Self {
+        match raw {
+            "email" => Self::Email,
+            "totp" => Self::Totp,
+            "password" => Self::Password,
+            _ => Self::Other,
+        }
+    }
+
+    /// The stored value of [`ChallengeMethod::Email`], for conditions.
+    pub const EMAIL: &'static str = "email";
+}
 
 /// A pending login challenge, as far as this function needs to know it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,8 +68,8 @@ pub struct Challenge {
     pub id: String,
     /// The user logging in.
     pub user_id: String,
-    /// `email` or `totp`.
-    pub method: String,
+    /// How it is answered.
+    pub method: ChallengeMethod,
     /// End of the challenge.
     pub expire_at: EpochSeconds,
     /// Sends reserved for it so far (`codesSent`).
@@ -38,7 +92,7 @@ impl Challenge {
     pub fn check_usable(&self, now: Timestamp) -> Result<(), ApiError> {
         if self.expire_at.is_at_or_before(now) {
             Err(ApiError::ChallengeExpired)
-        } else if self.method != EMAIL_METHOD {
+        } else if self.method != ChallengeMethod::Email {
             Err(ApiError::InvalidChallengeMethod)
         } else {
             Ok(())
@@ -49,7 +103,7 @@ impl Challenge {
     pub fn check_sendable(&self, rules: SendRules, now: Timestamp) -> Result<(), ApiError> {
         if self.codes_sent >= rules.max_codes {
             return Err(ApiError::CodeLimitReached {
-                retry_after: now.secs_until_stored(self.expire_at),
+                retry_after: now.secs_until(self.expire_at),
             });
         }
         if rules.cooldown_secs > 0 {
@@ -57,7 +111,7 @@ impl Challenge {
                 let ends = last.plus_secs(rules.cooldown_secs);
                 if !ends.is_at_or_before(now) {
                     return Err(ApiError::ResendCooldown {
-                        retry_after: now.secs_until_stored(ends),
+                        retry_after: now.secs_until(ends),
                     });
                 }
             }
@@ -67,8 +121,10 @@ impl Challenge {
 
     /// When a code sent now stops working: its TTL, never past the challenge.
     /// Whole seconds, as everything this function writes.
-    pub fn code_expire_at(&self, now: Timestamp, code_ttl_secs: u32) -> i64 {
-        (now.secs() + i64::from(code_ttl_secs)).min(self.expire_at.floor())
+    pub fn code_expire_at(&self, now: Timestamp, code_ttl_secs: u32) -> EpochSeconds {
+        now.whole_secs()
+            .plus_secs(code_ttl_secs)
+            .min(self.expire_at.floor())
     }
 }
 
@@ -108,7 +164,7 @@ mod tests {
         Challenge {
             id: "c".into(),
             user_id: "u".into(),
-            method: method.into(),
+            method: ChallengeMethod::from_stored(method),
             expire_at: EpochSeconds::from(expire_at),
             codes_sent,
             last_code_sent_at: None,
@@ -149,7 +205,10 @@ mod tests {
             c.check_usable(Timestamp::from_millis(100_250)),
             Err(ApiError::ChallengeExpired)
         );
-        assert_eq!(c.code_expire_at(Timestamp::from_secs(50), 600), 100);
+        assert_eq!(
+            c.code_expire_at(Timestamp::from_secs(50), 600),
+            EpochSeconds::from(100)
+        );
         assert_eq!(
             c.check_sendable(
                 SendRules {
@@ -160,6 +219,26 @@ mod tests {
             ),
             Err(ApiError::CodeLimitReached { retry_after: 2 })
         );
+    }
+
+    #[test]
+    fn methods_are_read_exactly() {
+        assert_eq!(
+            ChallengeMethod::from_stored("email"),
+            ChallengeMethod::Email
+        );
+        assert_eq!(ChallengeMethod::from_stored("totp"), ChallengeMethod::Totp);
+        assert_eq!(
+            ChallengeMethod::from_stored("password"),
+            ChallengeMethod::Password
+        );
+        for other in ["Email", " email", "email ", "", "sms"] {
+            assert_eq!(
+                ChallengeMethod::from_stored(other),
+                ChallengeMethod::Other,
+                "{other:?}"
+            );
+        }
     }
 
     #[test]
@@ -235,8 +314,15 @@ mod tests {
     #[test]
     fn code_expiry_is_capped_by_the_challenge() {
         let now = Timestamp::from_millis(1_000_700);
-        assert_eq!(challenge("email", 5_000, 0).code_expire_at(now, 600), 1_600);
-        assert_eq!(challenge("email", 1_200, 0).code_expire_at(now, 600), 1_200);
+        let at = EpochSeconds::from;
+        assert_eq!(
+            challenge("email", 5_000, 0).code_expire_at(now, 600),
+            at(1_600)
+        );
+        assert_eq!(
+            challenge("email", 1_200, 0).code_expire_at(now, 600),
+            at(1_200)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The three tables as docs/contract.md (section 5) describes them, for the local
-//! stand-in (shared by the tests and the local demo; production tables come
-//! from template.yaml).
+//! Creating the three tables as docs/contract.md (section 5) describes them,
+//! where template.yaml does not: DynamoDB Local, for the demo, the benchmark
+//! and the tests. The function itself never creates a table.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -10,8 +10,11 @@ use aws_sdk_dynamodb::Client;
 /// Names of the three tables.
 #[derive(Debug, Clone)]
 pub struct TableNames {
+    /// `CHALLENGES_TABLE`.
     pub challenges: String,
+    /// `USERS_TABLE`.
     pub users: String,
+    /// `RATE_LIMIT_TABLE`.
     pub rate_limits: String,
 }
 
@@ -51,7 +54,7 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), St
             if !exists {
                 return Err(format!(
                     "creating table {table}: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&err)
                 ));
             }
         }

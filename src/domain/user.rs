@@ -25,18 +25,35 @@ pub struct EmailEntry {
     pub verified: bool,
 }
 
-impl User {
-    /// Builds a user from its stored fields. Only verified `emails` entries
-    /// and the plain `email` attribute (counted as verified) are kept, and
-    /// only values that look like a single address.
-    pub fn new(
-        id: String,
-        emails: Vec<EmailEntry>,
-        email: Option<String>,
-        name: Option<String>,
-        username: Option<String>,
-        language: Option<String>,
-    ) -> Self {
+/// A user's stored fields, as read (Rocket.Chat's names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredUser {
+    /// `userId`.
+    pub id: String,
+    /// `emails`: the addresses, verified or not.
+    pub emails: Vec<EmailEntry>,
+    /// `email`: a plain address, counted as verified.
+    pub email: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
+    /// `username`.
+    pub username: Option<String>,
+    /// `language`.
+    pub language: Option<String>,
+}
+
+impl From<StoredUser> for User {
+    /// Only verified `emails` entries and the plain `email` attribute are
+    /// kept, and only values that look like a single address.
+    fn from(stored: StoredUser) -> Self {
+        let StoredUser {
+            id,
+            emails,
+            email,
+            name,
+            username,
+            language,
+        } = stored;
         let mut verified_addresses: Vec<String> = Vec::new();
         let candidates = emails
             .into_iter()
@@ -94,18 +111,16 @@ mod tests {
 
     #[test]
     fn only_verified_entries_and_the_plain_email_are_kept() {
-        let user = User::new(
-            "u".into(),
-            vec![
+        let user = User::from(StoredUser {
+            id: "u".into(),
+            emails: vec![
                 entry("a@x.test", true),
                 entry("b@x.test", false),
                 entry("c@x.test", true),
             ],
-            Some("d@x.test".into()),
-            None,
-            None,
-            None,
-        );
+            email: Some("d@x.test".into()),
+            ..StoredUser::default()
+        });
         assert_eq!(
             user.verified_addresses,
             ["a@x.test", "c@x.test", "d@x.test"]
@@ -114,9 +129,9 @@ mod tests {
 
     #[test]
     fn duplicates_and_malformed_addresses_are_dropped() {
-        let user = User::new(
-            "u".into(),
-            vec![
+        let user = User::from(StoredUser {
+            id: "u".into(),
+            emails: vec![
                 entry("A@x.test", true),
                 entry("a@X.test", true),
                 entry("no-at-sign", true),
@@ -125,35 +140,30 @@ mod tests {
                 entry("x@y.test\r\nBcc: z@w.test", true),
                 entry("", true),
             ],
-            Some("a@x.test".into()),
-            None,
-            None,
-            None,
-        );
+            email: Some("a@x.test".into()),
+            ..StoredUser::default()
+        });
         assert_eq!(user.verified_addresses, ["A@x.test"]);
     }
 
     #[test]
     fn display_name_prefers_name_then_username() {
-        let user = User::new(
-            "u".into(),
-            vec![],
-            None,
-            Some(" Ana ".into()),
-            Some("ana1".into()),
-            None,
-        );
+        let user = User::from(StoredUser {
+            name: Some(" Ana ".into()),
+            username: Some("ana1".into()),
+            ..StoredUser::default()
+        });
         assert_eq!(user.display_name.as_deref(), Some("Ana"));
-        let user = User::new(
-            "u".into(),
-            vec![],
-            None,
-            Some("".into()),
-            Some("ana1".into()),
-            None,
-        );
+        let user = User::from(StoredUser {
+            name: Some("".into()),
+            username: Some("ana1".into()),
+            ..StoredUser::default()
+        });
         assert_eq!(user.display_name.as_deref(), Some("ana1"));
-        let user = User::new("u".into(), vec![], None, None, None, Some("pt-BR".into()));
+        let user = User::from(StoredUser {
+            language: Some("pt-BR".into()),
+            ..StoredUser::default()
+        });
         assert_eq!(user.display_name, None);
         assert_eq!(user.language.as_deref(), Some("pt-BR"));
     }

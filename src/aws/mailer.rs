@@ -7,10 +7,10 @@ use aws_sdk_sesv2::operation::send_email::builders::SendEmailFluentBuilder;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use aws_sdk_sesv2::Client;
 
-use crate::aws::{dependency_error, may_have_been_applied};
+use super::sdk_error::{self, dependency_error, may_have_been_applied};
 use crate::config::Config;
+use crate::domain::error::{DependencyError, FaultKind};
 use crate::email::RenderedEmail;
-use crate::error::{DependencyError, FaultKind};
 
 /// Attempts at one message. The SDK's own retries are off for `SendEmail`:
 /// it would also retry a timed-out attempt that SES may have accepted, and
@@ -133,5 +133,5 @@ pub struct SendFailure {
 }
 
 fn build_error() -> DependencyError {
-    DependencyError::internal(SERVICE, "SendEmail", "message could not be built")
+    sdk_error::not_built(SERVICE, "SendEmail", "message")
 }
