@@ -10,7 +10,10 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
 
     let app = match Config::from_env() {
-        Ok(config) => App::new(config, &aws::sdk_config().await),
+        Ok(config) => {
+            let sdk = aws::function_sdk_config(&config).await;
+            App::new(config, &sdk)
+        }
         Err(err) => {
             tracing::error!(variable = err.variable, "{err}");
             std::process::exit(1);

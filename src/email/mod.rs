@@ -1,12 +1,17 @@
 //! The email: language choice and rendering of the subject, text and HTML
-//! parts from the files under `templates/`.
+//! parts. The layouts in `templates/` are compiled into the binary by
+//! askama (HTML-escaped in the HTML part), and the words are Rust tables
+//! ([`phrases`]): nothing is read or parsed at start-up.
 
-use std::collections::HashMap;
+mod phrases;
 
-use serde::Deserialize;
+use std::fmt;
+
+use askama::Template;
 
 use crate::code::Code;
 use crate::time::Timestamp;
+use phrases::Phrases;
 
 /// A language the email is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,13 +51,13 @@ impl Language {
         }
     }
 
-    fn messages_file(self) -> &'static str {
+    fn phrases(self) -> &'static Phrases {
         match self {
-            Self::En => include_str!("../templates/messages/en.json"),
-            Self::PtBr => include_str!("../templates/messages/pt-BR.json"),
-            Self::Es => include_str!("../templates/messages/es.json"),
-            Self::De => include_str!("../templates/messages/de.json"),
-            Self::Fr => include_str!("../templates/messages/fr.json"),
+            Self::En => &phrases::EN,
+            Self::PtBr => &phrases::PT_BR,
+            Self::Es => &phrases::ES,
+            Self::De => &phrases::DE,
+            Self::Fr => &phrases::FR,
         }
     }
 
@@ -77,34 +82,16 @@ impl Language {
     }
 }
 
-/// The phrases of one language, from `templates/messages/<tag>.json`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Messages {
-    subject: String,
-    greeting: String,
-    greeting_anonymous: String,
-    intro: String,
-    expiry: String,
-    do_not_share: String,
-    ignore: String,
-}
+/// The email templates. They are compiled into the binary, so there is
+/// nothing to load; the type stays so that the app holds its renderer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Templates;
 
-/// All templates, parsed once at start-up.
-#[derive(Debug, Clone)]
-pub struct Templates {
-    messages: HashMap<Language, Messages>,
-    text_layout: &'static str,
-    html_layout: &'static str,
-}
-
-/// A template file that does not parse (a build defect; stops start-up).
+/// A template that cannot be used. Compile-time templates never are: a
+/// broken template is a build error. Kept so start-up code need not change.
 #[derive(Debug, thiserror::Error)]
-#[error("email template for {language} is invalid: {reason}")]
-pub struct TemplateError {
-    language: &'static str,
-    reason: String,
-}
+#[error("email templates are invalid")]
+pub struct TemplateError;
 
 /// A rendered email, ready for SES.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,135 +119,91 @@ pub struct EmailInput<'a> {
     pub now: Timestamp,
 }
 
-impl Templates {
-    /// Parses every language's phrases and checks each has its placeholders.
-    pub fn load() -> Result<Self, TemplateError> {
-        let mut messages = HashMap::new();
-        for language in Language::ALL {
-            let fail = |reason: String| TemplateError {
-                language: language.tag(),
-                reason,
-            };
-            let parsed: Messages =
-                serde_json::from_str(language.messages_file()).map_err(|e| fail(e.to_string()))?;
-            for (field, text, needed) in [
-                ("greeting", &parsed.greeting, &["name"][..]),
-                ("expiry", &parsed.expiry, &["time", "minutes"][..]),
-            ] {
-                if let Some(missing) = needed
-                    .iter()
-                    .find(|p| !text.contains(&format!("{{{{{p}}}}}")))
-                {
-                    return Err(fail(format!("{field} lacks {{{{{missing}}}}}")));
-                }
-            }
-            messages.insert(language, parsed);
+/// What both parts show, ready to be placed by a layout.
+struct Parts<'a> {
+    lang: &'static str,
+    phrases: &'static Phrases,
+    greeting: Greeting<'a>,
+    code: String,
+    expiry: Expiry,
+}
+
+/// The plain-text part (`templates/email.txt`, nothing escaped).
+#[derive(Template)]
+#[template(path = "email.txt")]
+struct TextPart<'a> {
+    parts: &'a Parts<'a>,
+}
+
+/// The HTML part (`templates/email.html`: every value is HTML-escaped).
+#[derive(Template)]
+#[template(path = "email.html")]
+struct HtmlPart<'a> {
+    parts: &'a Parts<'a>,
+}
+
+/// The greeting, with the name written as given (never read as markup or
+/// as a placeholder; the HTML layout escapes it).
+struct Greeting<'a> {
+    phrases: &'static Phrases,
+    name: Option<&'a str>,
+}
+
+impl fmt::Display for Greeting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name {
+            Some(name) => (self.phrases.greeting)(f, name),
+            None => f.write_str(self.phrases.greeting_anonymous),
         }
-        Ok(Self {
-            messages,
-            text_layout: include_str!("../templates/email.txt"),
-            html_layout: include_str!("../templates/email.html"),
-        })
+    }
+}
+
+/// Until when the code works.
+struct Expiry {
+    phrases: &'static Phrases,
+    time: String,
+    minutes: i64,
+}
+
+impl fmt::Display for Expiry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.phrases.expiry)(f, &self.time, self.minutes)
+    }
+}
+
+impl Templates {
+    /// The compiled templates (nothing to read or check at run time).
+    pub fn load() -> Result<Self, TemplateError> {
+        Ok(Self)
     }
 
     /// Renders the email in the requested language.
     pub fn render(&self, input: &EmailInput<'_>) -> RenderedEmail {
-        let m = self
-            .messages
-            .get(&input.language)
-            .or_else(|| self.messages.get(&Language::En))
-            .or_else(|| self.messages.values().next());
-        let Some(m) = m else {
-            // `load` always fills every language; this keeps render total.
-            return RenderedEmail {
-                subject: String::new(),
-                text: input.code.display(),
-                html: input.code.display(),
-            };
+        let phrases = input.language.phrases();
+        let parts = Parts {
+            lang: input.language.tag(),
+            phrases,
+            greeting: Greeting {
+                phrases,
+                name: input.display_name,
+            },
+            code: input.code.display(),
+            expiry: Expiry {
+                phrases,
+                time: clock_time_utc(input.code_expire_at),
+                minutes: ((input.code_expire_at - input.now.secs() + 59) / 60).max(1),
+            },
         };
-        let code = input.code.display();
-        let minutes = ((input.code_expire_at - input.now.secs() + 59) / 60)
-            .max(1)
-            .to_string();
-        let time = clock_time_utc(input.code_expire_at);
-
-        let part = |escape: fn(&str) -> String| {
-            let greeting = match input.display_name {
-                Some(name) => fill(&m.greeting, &[("name", &escape(name))]),
-                None => escape(&m.greeting_anonymous),
-            };
-            let expiry = fill(
-                &escape(&m.expiry),
-                &[("time", &time), ("minutes", &minutes)],
-            );
-            vec![
-                ("lang", input.language.tag().to_string()),
-                ("subject", escape(&m.subject)),
-                ("greeting", greeting),
-                ("intro", escape(&m.intro)),
-                ("code", code.clone()),
-                ("expiry", expiry),
-                ("do_not_share", escape(&m.do_not_share)),
-                ("ignore", escape(&m.ignore)),
-            ]
-        };
+        // Rendering fails only if a value's `Display` does, and none of
+        // these can; the code alone would still let the user sign in.
+        let render =
+            |part: Result<String, askama::Error>| part.unwrap_or_else(|_| parts.code.clone());
         RenderedEmail {
-            subject: m.subject.clone(),
-            text: fill_owned(self.text_layout, &part(str::to_string)),
-            html: fill_owned(self.html_layout, &part(escape_html)),
+            subject: phrases.subject.to_string(),
+            text: render(TextPart { parts: &parts }.render()),
+            html: render(HtmlPart { parts: &parts }.render()),
         }
     }
-}
-
-fn fill_owned(template: &str, values: &[(&'static str, String)]) -> String {
-    let borrowed: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    fill(template, &borrowed)
-}
-
-/// Replaces each `{{key}}` in one left-to-right pass; inserted values are
-/// never scanned again, so a name like `{{code}}` stays literal text.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let value = after.find("}}").and_then(|close| {
-            let key = &after[..close];
-            values
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v, close))
-        });
-        match value {
-            Some((v, close)) => {
-                out.push_str(v);
-                rest = &after[close + 2..];
-            }
-            None => {
-                out.push_str("{{");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `HH:MM` of an epoch-seconds instant, in UTC.
@@ -321,7 +264,9 @@ mod tests {
     #[test]
     fn names_are_escaped_in_html_and_never_expanded() {
         let (email, code) = render(Language::En, Some("<b>Eve</b> & {{code}}"));
-        assert!(email.html.contains("&lt;b&gt;Eve&lt;/b&gt; &amp; {{code}}"));
+        assert!(email
+            .html
+            .contains("&#60;b&#62;Eve&#60;/b&#62; &#38; {{code}}"));
         assert!(!email.html.contains("<b>Eve"));
         assert!(
             email.text.contains("<b>Eve</b> & {{code}}"),
@@ -356,12 +301,17 @@ mod tests {
     }
 
     #[test]
-    fn fill_replaces_known_keys_once_and_keeps_unknown_ones() {
-        assert_eq!(
-            fill("a {{x}} b {{y}} {{x}}", &[("x", "1"), ("y", "{{x}}")]),
-            "a 1 b {{x}} 1"
+    fn every_markup_character_of_a_name_is_escaped_in_html_only() {
+        let name = r#"<a href="x">O'Hara & co</a>"#;
+        let (email, _) = render(Language::Fr, Some(name));
+        assert!(
+            email
+                .html
+                .contains("Bonjour &#60;a href=&#34;x&#34;&#62;O&#39;Hara &#38; co&#60;/a&#62;,"),
+            "{}",
+            email.html
         );
-        assert_eq!(fill("{{nope}} {{", &[("x", "1")]), "{{nope}} {{");
+        assert!(email.text.starts_with(&format!("Bonjour {name},")));
     }
 
     #[test]
