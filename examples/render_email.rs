@@ -17,7 +17,7 @@ fn main() -> Result<(), String> {
     let now = Timestamp::now();
     let email = templates.render(&EmailInput {
         code: &code,
-        code_expire_at: now.secs() + 600,
+        code_expire_at: now.whole_secs().plus_secs(600),
         display_name: Some("Ana Souza"),
         language,
         now,

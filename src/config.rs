@@ -43,6 +43,9 @@ pub struct Config {
     pub trusted_proxy_hops: u32,
     /// Email language for users without one (`DEFAULT_LANGUAGE`).
     pub default_language: Language,
+    /// Trust the system's root certificates besides the built-in Amazon
+    /// roots, for networks that re-sign TLS (`TLS_SYSTEM_ROOTS`, off by default).
+    pub tls_system_roots: bool,
 }
 
 /// The HMAC key; its `Debug` never shows the bytes.
@@ -85,6 +88,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("default_language", &self.default_language)
+            .field("tls_system_roots", &self.tls_system_roots)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +162,17 @@ impl Config {
             })?,
         };
 
+        let tls_system_roots = match get("TLS_SYSTEM_ROOTS").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "TLS_SYSTEM_ROOTS",
+                    problem: "must be true or false".into(),
+                })
+            }
+        };
+
         Ok(Self {
             challenges_table: required("CHALLENGES_TABLE")?,
             users_table: required("USERS_TABLE")?,
@@ -175,6 +190,7 @@ impl Config {
             rate_limit_ipv6_prefix: u8::try_from(ipv6_prefix).unwrap_or(128),
             trusted_proxy_hops: number("TRUSTED_PROXY_HOPS", 1)?,
             default_language,
+            tls_system_roots,
         })
     }
 }
@@ -236,6 +252,24 @@ mod tests {
         assert_eq!(config.rate_limit_ipv6_prefix, 64);
         assert_eq!(config.default_language, Language::En);
         assert_eq!(config.ses_configuration_set, None);
+        assert!(!config.tls_system_roots);
+    }
+
+    #[test]
+    fn system_roots_are_opted_into_with_true_only() {
+        let mut vars = base();
+        vars.insert("TLS_SYSTEM_ROOTS", "true".into());
+        assert!(load(&vars).unwrap().tls_system_roots);
+        vars.insert("TLS_SYSTEM_ROOTS", "false".into());
+        assert!(!load(&vars).unwrap().tls_system_roots);
+        for bad in ["1", "yes", "TRUE", " true"] {
+            vars.insert("TLS_SYSTEM_ROOTS", bad.into());
+            assert_eq!(
+                load(&vars).unwrap_err().variable,
+                "TLS_SYSTEM_ROOTS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

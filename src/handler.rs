@@ -29,7 +29,10 @@ use crate::metrics::RequestMetrics;
 pub async fn run() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let app = match Config::from_env() {
-        Ok(config) => App::new(config, &crate::aws::sdk_config().await),
+        Ok(config) => {
+            let sdk = crate::aws::function_sdk_config(&config).await;
+            App::new(config, &sdk)
+        }
         Err(err) => {
             tracing::error!(variable = err.variable, "{err}");
             std::process::exit(1);
@@ -270,7 +273,7 @@ async fn deliver(
         .unwrap_or(app.config.default_language);
     let email = app.templates.render(&EmailInput {
         code: &code,
-        code_expire_at: code_expire_at.floor_i64(),
+        code_expire_at,
         display_name: user.display_name.as_deref(),
         language,
         now,

@@ -1,8 +1,9 @@
 //! A TCP proxy in front of a stand-in that records every HTTP request passing
-//! through it (operation, when it was sent, when its answer began), so the
-//! benchmark can count AWS calls per invocation and how many ran one after
-//! another. HTTP/1.1 without pipelining, as the AWS SDK speaks it: on one
-//! connection, bytes from the client after an answer begin the next request.
+//! through it (operation, whether a read was strongly consistent, when it was
+//! sent, when its answer began), so the benchmark can count AWS calls and
+//! request units per invocation and how many calls ran one after another.
+//! HTTP/1.1 without pipelining, as the AWS SDK speaks it: on one connection,
+//! bytes from the client after an answer begin the next request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ pub struct Call {
     pub service: &'static str,
     /// `UpdateItem`, `GetItem`, `SendEmail`, …
     pub operation: String,
+    /// The request asked for a strongly consistent read (`"ConsistentRead":true`).
+    pub consistent_read: bool,
     /// First byte of the request.
     pub start: Instant,
     /// First byte of the answer.
@@ -53,15 +56,26 @@ async fn relay(service: &'static str, client: TcpStream, upstream: SocketAddr, c
     let open: Arc<Mutex<Option<usize>>> = Arc::default();
     let record = |chunk: &[u8], open: &Mutex<Option<usize>>, calls: &Calls| {
         let mut open = open.lock().unwrap();
-        if open.is_none() {
-            let mut calls = calls.lock().unwrap();
-            calls.push(Call {
-                service,
-                operation: operation(chunk),
-                start: Instant::now(),
-                end: None,
-            });
-            *open = Some(calls.len() - 1);
+        let mut calls = calls.lock().unwrap();
+        let index = match *open {
+            Some(index) => index,
+            None => {
+                calls.push(Call {
+                    service,
+                    operation: operation(chunk),
+                    consistent_read: false,
+                    start: Instant::now(),
+                    end: None,
+                });
+                *open = Some(calls.len() - 1);
+                calls.len() - 1
+            }
+        };
+        // The body may come in a later chunk than the head.
+        if contains(chunk, b"\"ConsistentRead\":true") {
+            if let Some(call) = calls.get_mut(index) {
+                call.consistent_read = true;
+            }
         }
     };
 
@@ -116,6 +130,10 @@ async fn relay(service: &'static str, client: TcpStream, upstream: SocketAddr, c
         let _ = client_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The operation named in a request head: DynamoDB's `X-Amz-Target`

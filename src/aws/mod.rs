@@ -1,6 +1,7 @@
 //! The outside systems, each in its own module: DynamoDB ([`store`]) and
-//! SES ([`mailer`]), with the SDK set-up they share (timeouts, retries) and
-//! the reading of SDK errors ([`sdk_error`]). SDK types stay in here.
+//! SES ([`mailer`]), with the SDK set-up they share (HTTP client and its
+//! trust store, timeouts, retries, the warm-up at start-up) and the reading
+//! of SDK errors ([`sdk_error`]). SDK types stay in here.
 
 pub mod mailer;
 pub mod sdk_error;
@@ -9,9 +10,20 @@ pub mod tables;
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{
+    ConfigBag, HttpClient, Intercept, ProvideCredentials, RuntimeComponents, SharedHttpClient,
+};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
+
+use crate::config::Config;
 
 /// Time allowed to open a connection (TCP + TLS).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -27,14 +39,156 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// `OPERATION_TIMEOUT` on one wait; DynamoDB and SES answer in milliseconds.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Loads region and credentials the standard way (environment, profile, …),
-/// with this function's timeouts and retries. Makes no network call.
+/// The roots of Amazon Trust Services, which sign the certificates of AWS
+/// service endpoints: Amazon Root CA 1 to 4 and Starfield Services Root
+/// Certificate Authority - G2, in PEM (with comment lines, which PEM allows).
+pub const AMAZON_TRUST_SERVICES_PEM: &[u8] =
+    include_bytes!("../../certs/amazon-trust-services.pem");
+
+/// The root certificates the SDK's HTTP client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrustRoots {
+    /// Only the Amazon Trust Services roots built into the binary: enough
+    /// for every AWS endpoint, and nothing is read from disk at start-up.
+    #[default]
+    Amazon,
+    /// Those and the system's store, for networks whose proxy re-signs TLS
+    /// with a private root (`TLS_SYSTEM_ROOTS=true`). Every certificate
+    /// file of the system is read at start-up.
+    AmazonAndSystem,
+}
+
+impl TrustRoots {
+    /// The SDK's trust store for this choice.
+    pub fn trust_store(self) -> TrustStore {
+        TrustStore::empty()
+            .with_native_roots(self == Self::AmazonAndSystem)
+            .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM)
+    }
+}
+
+/// The SDK's own HTTP client (hyper and rustls on aws-lc, as the SDK's
+/// default is), trusting `roots` instead of the platform store it would
+/// otherwise load at start-up.
+pub fn http_client(roots: TrustRoots) -> SharedHttpClient {
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+    match TlsContext::builder()
+        .with_trust_store(roots.trust_store())
+        .build()
+    {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Building a context only stores its parts; should that ever fail,
+        // the default context (the system store) still verifies AWS.
+        Err(_) => builder.build_https(),
+    }
+}
+
+/// The function's SDK configuration: roots as `config` asks
+/// (`TLS_SYSTEM_ROOTS`), then [`warm_up`] when the credentials are in the
+/// environment (as on Lambda). Elsewhere they may come from a provider that
+/// calls the network, which start-up must not do.
+pub async fn function_sdk_config(config: &Config) -> SdkConfig {
+    let roots = if config.tls_system_roots {
+        TrustRoots::AmazonAndSystem
+    } else {
+        TrustRoots::Amazon
+    };
+    let (sdk, credentials_from_environment) = load(roots).await;
+    if credentials_from_environment {
+        warm_up(&sdk).await;
+    }
+    sdk
+}
+
+/// [`sdk_config_with`] trusting the Amazon Trust Services roots only.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    sdk_config_with(TrustRoots::Amazon).await
+}
+
+/// Loads region and credentials the standard way (environment, profile, …),
+/// with this function's HTTP client, timeouts and retries. Makes no network
+/// call. Credentials found in the environment (where Lambda puts them) are
+/// taken once, here, instead of through the whole default chain; one
+/// identity cache serves every client built from the result.
+pub async fn sdk_config_with(roots: TrustRoots) -> SdkConfig {
+    load(roots).await.0
+}
+
+/// [`sdk_config_with`], and whether the credentials came from the environment.
+async fn load(roots: TrustRoots) -> (SdkConfig, bool) {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client(roots))
+        .identity_cache(IdentityCache::lazy().build())
         .timeout_config(timeouts())
-        .retry_config(retry_config())
-        .load()
-        .await
+        .retry_config(retry_config());
+    let from_environment = EnvironmentVariableCredentialsProvider::new()
+        .provide_credentials()
+        .await;
+    match from_environment {
+        Ok(credentials) => (loader.credentials_provider(credentials).load().await, true),
+        Err(_) => (loader.load().await, false),
+    }
+}
+
+/// Does now the one-time work that the first request of each client would
+/// otherwise do: resolving credentials into the shared identity cache,
+/// resolving the endpoint, signing, and building the HTTP connector with
+/// its TLS configuration. Each service gets one request that is stopped
+/// just before it would be sent, so nothing goes on the network as long as
+/// the credentials provider itself needs none.
+pub async fn warm_up(sdk: &SdkConfig) {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let _stopped = dynamodb
+        .get_item()
+        .table_name("warm-up")
+        .key(
+            "warm-up",
+            aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()),
+        )
+        .customize()
+        .interceptor(StopBeforeSending)
+        .send()
+        .await;
+    let ses = aws_sdk_sesv2::Client::new(sdk);
+    let _stopped = ses
+        .send_email()
+        .from_email_address("warm-up@example.com")
+        .customize()
+        .interceptor(StopBeforeSending)
+        .send()
+        .await;
+}
+
+/// Ends a warm-up request just before it would be sent, after building the
+/// HTTP connector the request would have used (connectors are cached per
+/// timeout settings in the shared HTTP client).
+#[derive(Debug)]
+struct StopBeforeSending;
+
+impl Intercept for StopBeforeSending {
+    fn name(&self) -> &'static str {
+        "StopBeforeSending"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(client), Some(timeouts)) = (
+            runtime_components.http_client(),
+            cfg.load::<TimeoutConfig>(),
+        ) {
+            // The same settings the orchestrator builds for a request.
+            let mut settings = HttpConnectorSettings::builder();
+            settings.set_connect_timeout(timeouts.connect_timeout());
+            settings.set_read_timeout(timeouts.read_timeout());
+            let _connector = client.http_connector(&settings.build(), runtime_components);
+        }
+        Err("warm-up request stopped before sending".into())
+    }
 }
 
 /// The retry configuration every client uses.
@@ -51,4 +205,112 @@ pub fn timeouts() -> TimeoutConfig {
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .operation_timeout(OPERATION_TIMEOUT)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::net::TcpListener;
+
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    /// Each root's name and the SHA-256 of its DER encoding.
+    const AMAZON_ROOTS: [(&str, &str); 5] = [
+        (
+            "Amazon Root CA 1",
+            "8ECDE6884F3D87B1125BA31AC3FCB13D7016DE7F57CC904FE1CB97C6AE98196E",
+        ),
+        (
+            "Amazon Root CA 2",
+            "1BA5B2AA8C65401A82960118F80BEC4F62304D83CEC4713A19C39C011EA46DB4",
+        ),
+        (
+            "Amazon Root CA 3",
+            "18CE6CFE7BF14E60B2E347B8DFE868CB31D02EBB3ADA271569F50343B46DB3A4",
+        ),
+        (
+            "Amazon Root CA 4",
+            "E35D28419ED02025CFA69038CD623962458DA5C695FBDEA3C22B0BFB25897092",
+        ),
+        (
+            "Starfield Services Root Certificate Authority - G2",
+            "568D6905A2C88708A4B3025190EDCFEDB1974A606A13C6E5290FCB2AE63EDAB5",
+        ),
+    ];
+
+    /// The DER of each certificate in the built-in PEM, in order.
+    fn built_in_roots() -> Vec<Vec<u8>> {
+        let text = std::str::from_utf8(AMAZON_TRUST_SERVICES_PEM).expect("PEM is text");
+        text.split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let (body, _) = block
+                    .split_once("-----END CERTIFICATE-----")
+                    .expect("each certificate ends");
+                let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("the body is base64")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn built_in_roots_are_exactly_the_five_amazon_trust_services_roots() {
+        let fingerprints: Vec<String> = built_in_roots()
+            .iter()
+            .map(|der| hex::encode_upper(Sha256::digest(der)))
+            .collect();
+        let expected: Vec<&str> = AMAZON_ROOTS.iter().map(|(_, sha)| *sha).collect();
+        assert_eq!(fingerprints, expected);
+    }
+
+    #[test]
+    fn each_built_in_root_names_itself() {
+        for (der, (name, _)) in built_in_roots().iter().zip(AMAZON_ROOTS) {
+            assert!(
+                der.windows(name.len()).any(|w| w == name.as_bytes()),
+                "{name} is not the subject of its certificate"
+            );
+        }
+    }
+
+    #[test]
+    fn the_system_store_is_added_only_when_asked() {
+        // The SDK's trust store shows its settings only through Debug.
+        let reads_system = |roots: TrustRoots| {
+            let shown = format!("{:?}", roots.trust_store());
+            assert!(shown.contains("enable_native_roots"), "{shown}");
+            shown.contains("enable_native_roots: true")
+        };
+        assert!(!reads_system(TrustRoots::default()));
+        assert!(!reads_system(TrustRoots::Amazon));
+        assert!(reads_system(TrustRoots::AmazonAndSystem));
+    }
+
+    #[tokio::test]
+    async fn warm_up_builds_both_clients_and_sends_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let address = listener.local_addr().expect("its address");
+        // Building a client parses the trust store (the SDK panics on a
+        // root it cannot use), and the warm-up request would connect here.
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client(TrustRoots::Amazon))
+            .timeout_config(timeouts())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(format!("http://{address}"))
+            .load()
+            .await;
+        warm_up(&sdk).await;
+        match listener.accept() {
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("the warm-up opened a connection: {other:?}"),
+        }
+    }
 }
