@@ -19,13 +19,37 @@ pub const SES_PER_THOUSAND_MESSAGES: f64 = 0.10;
 /// API Gateway HTTP API: per million requests (first 300 million a month).
 pub const HTTP_API_PER_MILLION_REQUESTS: f64 = 1.00;
 
-/// `template.yaml`'s MemorySize, in MB; Lambda bills it as MB / 1024 GB.
-pub const MEMORY_MB: f64 = 256.0;
+/// The function's memory in MB as `template.yaml` deploys it (its
+/// `MemorySize`), read once; Lambda bills it as MB / 1024 GB. The prices
+/// above are Arm's, so the template must deploy arm64.
+pub fn memory_mb() -> f64 {
+    static MEMORY: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
+        let template = std::fs::read_to_string(path).expect("template.yaml is readable");
+        let value = |key: &str| {
+            template
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("template.yaml has no {key}"))
+        };
+        assert_eq!(
+            value("Architectures:"),
+            "[arm64]",
+            "the cost table uses Arm prices"
+        );
+        value("MemorySize:")
+            .parse()
+            .expect("MemorySize is a number of MB")
+    })
+}
 
 /// Lambda's price of one invocation billed for `ms` (rounded up to whole ms).
 pub fn lambda_per_million(ms: f64) -> f64 {
     let billed_seconds = ms.ceil() / 1000.0;
-    LAMBDA_PER_MILLION_REQUESTS + 1e6 * billed_seconds * (MEMORY_MB / 1024.0) * LAMBDA_ARM_GB_SECOND
+    LAMBDA_PER_MILLION_REQUESTS
+        + 1e6 * billed_seconds * (memory_mb() / 1024.0) * LAMBDA_ARM_GB_SECOND
 }
 
 /// Request units one call uses. Items here are under 1 KB (writes) and 4 KB
@@ -64,7 +88,7 @@ pub fn prices() -> Value {
         "as_of": PRICES_AS_OF,
         "lambda_arm_usd_per_gb_second": LAMBDA_ARM_GB_SECOND,
         "lambda_usd_per_million_requests": LAMBDA_PER_MILLION_REQUESTS,
-        "memory_mb": MEMORY_MB,
+        "memory_mb": memory_mb(),
         "dynamodb_usd_per_million_rru": DYNAMODB_PER_MILLION_RRU,
         "dynamodb_usd_per_million_wru": DYNAMODB_PER_MILLION_WRU,
         "ses_usd_per_thousand_messages": SES_PER_THOUSAND_MESSAGES,

@@ -892,7 +892,7 @@ async fn main() -> Result<(), String> {
     let first_shape = first_shapes.get(first_shapes.len() / 2).copied();
     let init_cost_per_million_cold_starts = 1e6
         * (median(&init).ceil() / 1000.0)
-        * (cost::MEMORY_MB / 1024.0)
+        * (cost::memory_mb() / 1024.0)
         * cost::LAMBDA_ARM_GB_SECOND;
 
     let results = json!({
@@ -1034,7 +1034,7 @@ fn print_report(o: &Options, r: &Value, paths: &[PathResult]) {
     println!();
     println!(
         "cost of a million requests, USD ({} MB, arm64; {})",
-        cost::MEMORY_MB,
+        cost::memory_mb(),
         cost::PRICES_AS_OF
     );
     println!(
