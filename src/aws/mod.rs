@@ -8,6 +8,8 @@ pub mod sdk_error;
 pub mod store;
 pub mod tables;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
@@ -78,9 +80,13 @@ pub fn http_client(roots: TrustRoots) -> SharedHttpClient {
         .build()
     {
         Ok(context) => builder.tls_context(context).build_https(),
-        // Building a context only stores its parts; should that ever fail,
-        // the default context (the system store) still verifies AWS.
-        Err(_) => builder.build_https(),
+        // Building a context only stores its parts (it cannot fail in the
+        // SDK version in use); should it ever, the default context (the
+        // system store) still verifies AWS, and the log says so.
+        Err(err) => {
+            tracing::warn!(%err, "custom TLS trust store not built: using the system store");
+            builder.build_https()
+        }
     }
 }
 
@@ -96,7 +102,13 @@ pub async fn function_sdk_config(config: &Config) -> SdkConfig {
     };
     let (sdk, credentials_from_environment) = load(roots).await;
     if credentials_from_environment {
-        warm_up(&sdk).await;
+        let warmed = warm_up(&sdk).await;
+        if warmed < 2 {
+            tracing::warn!(
+                warmed,
+                "the SDK warm-up stopped early: the first request does that work"
+            );
+        }
     }
     sdk
 }
@@ -108,7 +120,8 @@ pub async fn sdk_config() -> SdkConfig {
 
 /// Loads region and credentials the standard way (environment, profile, …),
 /// with this function's HTTP client, timeouts and retries. Makes no network
-/// call. Credentials found in the environment (where Lambda puts them) are
+/// call when the region is in the environment (Lambda sets `AWS_REGION`);
+/// without one, aws-config asks the instance metadata service. Credentials found in the environment (where Lambda puts them) are
 /// taken once, here, instead of through the whole default chain; one
 /// identity cache serves every client built from the result.
 pub async fn sdk_config_with(roots: TrustRoots) -> SdkConfig {
@@ -136,8 +149,11 @@ async fn load(roots: TrustRoots) -> (SdkConfig, bool) {
 /// resolving the endpoint, signing, and building the HTTP connector with
 /// its TLS configuration. Each service gets one request that is stopped
 /// just before it would be sent, so nothing goes on the network as long as
-/// the credentials provider itself needs none.
-pub async fn warm_up(sdk: &SdkConfig) {
+/// the credentials provider itself needs none. Returns how many of the two
+/// requests got that far (2 unless something failed before sending, which
+/// the first real request would then meet again).
+pub async fn warm_up(sdk: &SdkConfig) -> usize {
+    let stop = StopBeforeSending::default();
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let _stopped = dynamodb
         .get_item()
@@ -147,7 +163,7 @@ pub async fn warm_up(sdk: &SdkConfig) {
             aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()),
         )
         .customize()
-        .interceptor(StopBeforeSending)
+        .interceptor(stop.clone())
         .send()
         .await;
     let ses = aws_sdk_sesv2::Client::new(sdk);
@@ -155,16 +171,20 @@ pub async fn warm_up(sdk: &SdkConfig) {
         .send_email()
         .from_email_address("warm-up@example.com")
         .customize()
-        .interceptor(StopBeforeSending)
+        .interceptor(stop.clone())
         .send()
         .await;
+    stop.reached.load(Ordering::Relaxed)
 }
 
 /// Ends a warm-up request just before it would be sent, after building the
 /// HTTP connector the request would have used (connectors are cached per
-/// timeout settings in the shared HTTP client).
-#[derive(Debug)]
-struct StopBeforeSending;
+/// timeout settings in the shared HTTP client), and counts the requests
+/// that got there.
+#[derive(Debug, Clone, Default)]
+struct StopBeforeSending {
+    reached: Arc<AtomicUsize>,
+}
 
 impl Intercept for StopBeforeSending {
     fn name(&self) -> &'static str {
@@ -187,6 +207,7 @@ impl Intercept for StopBeforeSending {
             settings.set_read_timeout(timeouts.read_timeout());
             let _connector = client.http_connector(&settings.build(), runtime_components);
         }
+        self.reached.fetch_add(1, Ordering::Relaxed);
         Err("warm-up request stopped before sending".into())
     }
 }
@@ -307,7 +328,11 @@ mod tests {
             .endpoint_url(format!("http://{address}"))
             .load()
             .await;
-        warm_up(&sdk).await;
+        assert_eq!(
+            warm_up(&sdk).await,
+            2,
+            "both requests got as far as sending"
+        );
         match listener.accept() {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             other => panic!("the warm-up opened a connection: {other:?}"),

@@ -117,7 +117,7 @@ impl Store {
             .expression_attribute_names("#count", "count")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":limit", n(limit))
-            .expression_attribute_values(":expireAt", n(expire_at))
+            .expression_attribute_values(":expireAt", whole(expire_at))
             .return_values(ReturnValue::UpdatedNew)
             .customize()
             .interceptor(attempts.clone())
@@ -302,8 +302,8 @@ impl Store {
             )
             .condition_expression("attribute_exists(challengeId) AND userId = :user")
             .expression_attribute_values(":hash", s(c.code_hash.as_str()))
-            .expression_attribute_values(":codeExpireAt", n(c.code_expire_at))
-            .expression_attribute_values(":sentAt", n(c.sent_at))
+            .expression_attribute_values(":codeExpireAt", whole(c.code_expire_at))
+            .expression_attribute_values(":sentAt", whole(c.sent_at))
             .expression_attribute_values(":messageId", s(c.message_id))
             .expression_attribute_values(":user", s(&c.challenge.user_id))
             .send()
@@ -344,6 +344,12 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// A time this function writes: always whole seconds, rounded down, so a
+/// fractional time read from a table can never be written back as one.
+fn whole(time: EpochSeconds) -> AttributeValue {
+    n(time.floor())
 }
 
 fn string(item: &Item, name: &str) -> Option<String> {
@@ -431,6 +437,17 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn times_are_written_as_whole_seconds() {
+        let written = |t: EpochSeconds| whole(t).as_n().unwrap().clone();
+        assert_eq!(written(EpochSeconds::from(1_796_002_191)), "1796002191");
+        assert_eq!(
+            written(EpochSeconds::parse("1796002191.999").unwrap()),
+            "1796002191"
+        );
+        assert_eq!(written(EpochSeconds::parse("-0.5").unwrap()), "-1");
     }
 
     #[test]

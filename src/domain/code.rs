@@ -90,8 +90,9 @@ impl fmt::Debug for CodeHash {
     }
 }
 
+// HMAC accepts keys of any length, so the key can never be refused.
+#[allow(clippy::unreachable)]
 fn mac(secret: &[u8], challenge_id: &str, digits: &str) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(challenge_id.as_bytes());
