@@ -33,7 +33,7 @@ async fn main() -> Result<(), String> {
         .parse()
         .map_err(|_| "port must be a number")?;
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(config, &aws::sdk_config().await).map_err(|e| e.to_string())?);
+    let app = Arc::new(App::new(config, &aws::sdk_config().await));
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;

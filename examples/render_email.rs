@@ -12,7 +12,7 @@ use send_email_code::Timestamp;
 fn main() -> Result<(), String> {
     let tag = std::env::args().nth(1).unwrap_or_else(|| "en".into());
     let language = Language::parse_exact(&tag).ok_or(format!("unsupported language {tag}"))?;
-    let templates = Templates::load().map_err(|e| e.to_string())?;
+    let templates = Templates;
     let code = Code::generate().map_err(|e| e.to_string())?;
     let now = Timestamp::now();
     let email = templates.render(&EmailInput {

@@ -19,32 +19,24 @@ use crate::domain::error::{ApiError, DependencyError};
 use crate::domain::rate_window::{RateStatus, RateWindow, RefusedCallers};
 use crate::domain::time::Timestamp;
 use crate::domain::user::User;
-use crate::email::{EmailInput, Language, TemplateError, Templates};
+use crate::email::{EmailInput, Language, Templates};
 use crate::http::{caller, request, response};
 use crate::metrics::RequestMetrics;
 
 /// The function's life: configuration and clients once, then the Lambda
-/// event loop. A configuration or template error stops the start-up with
-/// one log line and exit status 1.
+/// event loop. A configuration error stops the start-up with one log line
+/// and exit status 1.
 pub async fn run() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let app = match Config::from_env() {
-        Ok(config) => {
-            let sdk = crate::aws::function_sdk_config(&config).await;
-            App::new(config, &sdk)
-        }
+    let config = match Config::from_env() {
+        Ok(config) => config,
         Err(err) => {
             tracing::error!(variable = err.variable, "{err}");
             std::process::exit(1);
         }
     };
-    let app = match app {
-        Ok(app) => app,
-        Err(err) => {
-            tracing::error!("{err}");
-            std::process::exit(1);
-        }
-    };
+    let sdk = crate::aws::function_sdk_config(&config).await;
+    let app = App::new(config, &sdk);
     let app = &app;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
@@ -64,7 +56,7 @@ pub struct App {
 
 impl App {
     /// Builds the clients from a loaded SDK configuration (no network call).
-    pub fn new(config: Config, sdk: &SdkConfig) -> Result<Self, TemplateError> {
+    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         Self::with_clients(
             config,
             aws_sdk_dynamodb::Client::new(sdk),
@@ -77,14 +69,14 @@ impl App {
         config: Config,
         dynamodb: aws_sdk_dynamodb::Client,
         ses: aws_sdk_sesv2::Client,
-    ) -> Result<Self, TemplateError> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             store: Store::new(dynamodb, &config),
             mailer: Mailer::new(ses, &config),
-            templates: Templates::load()?,
+            templates: Templates,
             refused: Arc::default(),
             config,
-        })
+        }
     }
 
     /// The configuration in use.

@@ -9,7 +9,6 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::fault_proxy::{Dialect, FaultProxy};
 use common::*;
 use send_email_code::{App, Timestamp};
 use serde_json::json;
@@ -100,7 +99,7 @@ async fn a_failed_send_spends_neither_the_cap_nor_the_user_budget() {
         ("MAX_CODES_PER_CHALLENGE", "1"),
     ];
     let (_proxy, refusing) = refusing_ses(&env).await;
-    let failing = App::with_clients(config(&overrides), env.db.clone(), refusing).unwrap();
+    let failing = App::with_clients(config(&overrides), env.db.clone(), refusing);
     for _ in 0..3 {
         let a = call(&failing, &post(&challenge), env.now).await;
         assert_eq!(a.status, 500, "{a:?}");
@@ -213,23 +212,12 @@ async fn at_prefix_128_each_ipv6_address_is_its_own_caller() {
 #[tokio::test]
 async fn a_caller_refused_in_this_window_is_answered_from_memory_without_dynamodb() {
     let env = Env::new().await;
-    let proxy = FaultProxy::start(
-        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
-        Dialect::DynamoDb,
-        3,
-    )
-    .await;
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
-            .endpoint_url(&proxy.url)
-            .build(),
-    );
+    let (proxy, counted) = dynamodb_behind_proxy(&env, 3).await;
     let app = App::with_clients(
         config(&[("RATE_LIMIT_MAX", "1")]),
         counted,
         aws_sdk_sesv2::Client::new(&env.sdk),
-    )
-    .unwrap();
+    );
     let ip = random_ip();
     let ev = with_caller(with_challenge(event("http-api.json"), "no-such"), &ip);
     let calls = || proxy.requests.load(Ordering::SeqCst);

@@ -146,7 +146,7 @@ async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
     let before = env.challenge_item(&challenge).await;
 
     let (_proxy, refusing) = refusing_ses(&env).await;
-    let app = Arc::new(App::with_clients(config(&[]), env.db.clone(), refusing).unwrap());
+    let app = Arc::new(App::with_clients(config(&[]), env.db.clone(), refusing));
     let mut resends = JoinSet::new();
     for _ in 0..4 {
         let (app, ev, now) = (app.clone(), post(&challenge), env.now);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use common::fault_proxy::{Dialect, Fault, FaultProxy};
+use common::fault_proxy::Fault;
 use common::*;
 use send_email_code::{aws, App};
 use serde_json::json;
@@ -103,7 +103,7 @@ async fn ses_down_gives_503_and_leaves_the_previous_code_and_the_cap() {
     let (challenge, address, before) = challenge_with_one_code(&env).await;
     let config = config(&[("MAX_CODES_PER_CHALLENGE", "2")]);
     let down = ses_at(&env, &format!("http://127.0.0.1:{}", closed_port()));
-    let app = App::with_clients(config, real_dynamodb(&env), down).unwrap();
+    let app = App::with_clients(config, real_dynamodb(&env), down);
     let ev = post(&challenge);
 
     let a = call_within_budget(&app, &ev, env.now).await;
@@ -144,7 +144,7 @@ async fn silent_ses_gives_503_within_the_timeout_budget_and_keeps_the_previous_c
     let env = Env::new().await;
     let (challenge, _address, before) = challenge_with_one_code(&env).await;
     let silent = ses_at(&env, &format!("http://127.0.0.1:{}", silent_port()));
-    let app = App::with_clients(config(&[]), real_dynamodb(&env), silent).unwrap();
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), silent);
     let ev = post(&challenge);
     let a = call_within_budget(&app, &ev, env.now).await;
     assert_generic_503(&a);
@@ -155,7 +155,7 @@ async fn silent_ses_gives_503_within_the_timeout_budget_and_keeps_the_previous_c
 async fn dynamodb_down_gives_503_without_rate_headers_quickly() {
     let env = Env::new().await;
     let down = dynamodb_at(&env, &format!("http://127.0.0.1:{}", closed_port()));
-    let app = App::with_clients(config(&[]), down, aws_sdk_sesv2::Client::new(&env.sdk)).unwrap();
+    let app = App::with_clients(config(&[]), down, aws_sdk_sesv2::Client::new(&env.sdk));
     let ev = post("some-challenge");
     let a = call_within_budget(&app, &ev, env.now).await;
     assert_generic_503(&a);
@@ -169,7 +169,7 @@ async fn dynamodb_down_gives_503_without_rate_headers_quickly() {
 async fn silent_dynamodb_gives_503_within_the_timeout_budget() {
     let env = Env::new().await;
     let silent = dynamodb_at(&env, &format!("http://127.0.0.1:{}", silent_port()));
-    let app = App::with_clients(config(&[]), silent, aws_sdk_sesv2::Client::new(&env.sdk)).unwrap();
+    let app = App::with_clients(config(&[]), silent, aws_sdk_sesv2::Client::new(&env.sdk));
     let ev = post("some-challenge");
     let started = Instant::now();
     let a = call(&app, &ev, env.now).await;
@@ -216,7 +216,7 @@ async fn ses_message_rejected_is_a_500_and_gives_the_send_back() {
     let (challenge, _address, before) = challenge_with_one_code(&env).await;
     let rejected = mock!(aws_sdk_sesv2::Client::send_email).then_http_response(ses_rejection);
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&rejected]);
-    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses).unwrap();
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses);
     let ev = post(&challenge);
     let a = call(&app, &ev, env.now).await;
     assert_eq!(a.status, 500, "{a:?}");
@@ -259,7 +259,7 @@ async fn dynamodb_throttling_is_retried_then_503() {
         RuleMode::MatchAny,
         Vec::<&aws_smithy_mocks::Rule>::new()
     );
-    let app = App::with_clients(config(&[]), db, ses).unwrap();
+    let app = App::with_clients(config(&[]), db, ses);
     let ev = post("abc");
     let a = call(&app, &ev, send_email_code::Timestamp::now()).await;
     assert_generic_503(&a);
@@ -315,7 +315,7 @@ async fn slow_dynamodb_gives_503_within_the_budget() {
         &env,
         &slow_proxy(&upstream, Duration::from_millis(2_500)).await,
     );
-    let app = App::with_clients(config(&[]), slow, aws_sdk_sesv2::Client::new(&env.sdk)).unwrap();
+    let app = App::with_clients(config(&[]), slow, aws_sdk_sesv2::Client::new(&env.sdk));
     let a = call_within_budget(&app, &post("some-challenge"), env.now).await;
     assert_generic_503(&a);
 }
@@ -329,26 +329,10 @@ async fn slow_ses_gives_503_within_the_budget_and_keeps_the_previous_code() {
         &env,
         &slow_proxy(&upstream, Duration::from_millis(2_500)).await,
     );
-    let app = App::with_clients(config(&[]), real_dynamodb(&env), slow).unwrap();
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), slow);
     let a = call_within_budget(&app, &post(&challenge), env.now).await;
     assert_generic_503(&a);
     assert_kept_unsent(&env, &challenge, &before).await;
-}
-
-/// An SES client behind a fault proxy, and the proxy (to set and count).
-async fn ses_behind_proxy(env: &Env) -> (FaultProxy, aws_sdk_sesv2::Client) {
-    let proxy = FaultProxy::start(
-        &std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
-        Dialect::Ses,
-        11,
-    )
-    .await;
-    let client = aws_sdk_sesv2::Client::from_conf(
-        aws_sdk_sesv2::config::Builder::from(&env.sdk)
-            .endpoint_url(&proxy.url)
-            .build(),
-    );
-    (proxy, client)
 }
 
 const SES_THROTTLED: Fault = Fault::Refuse {
@@ -360,9 +344,9 @@ const SES_THROTTLED: Fault = Fault::Refuse {
 async fn ses_throttling_is_tried_once_more_then_503_with_the_send_given_back() {
     let env = Env::new().await;
     let (challenge, _, address) = env.email_challenge().await;
-    let (proxy, ses) = ses_behind_proxy(&env).await;
+    let (proxy, ses) = ses_behind_proxy(&env, 11).await;
     proxy.set(SES_THROTTLED, 1000);
-    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses).unwrap();
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses);
     let a = call_within_budget(&app, &post(&challenge), env.now).await;
     assert_generic_503(&a);
     assert_eq!(
@@ -387,7 +371,7 @@ async fn ses_throttling_is_tried_once_more_then_503_with_the_send_given_back() {
 async fn a_message_ses_rejects_is_not_tried_again() {
     let env = Env::new().await;
     let (challenge, _, _) = env.email_challenge().await;
-    let (proxy, ses) = ses_behind_proxy(&env).await;
+    let (proxy, ses) = ses_behind_proxy(&env, 11).await;
     proxy.set(
         Fault::Refuse {
             status: 400,
@@ -395,7 +379,7 @@ async fn a_message_ses_rejects_is_not_tried_again() {
         },
         1000,
     );
-    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses).unwrap();
+    let app = App::with_clients(config(&[]), real_dynamodb(&env), ses);
     let a = call(&app, &post(&challenge), env.now).await;
     assert_eq!(a.status, 500, "{a:?}");
     assert_eq!(proxy.requests.load(Ordering::SeqCst), 1);

@@ -89,7 +89,7 @@ async fn logs_name_each_request_and_hold_no_code_hash_secret_or_address() {
         r
     });
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&rejected]);
-    let failing = App::with_clients(config(&[]), env.db.clone(), ses).unwrap();
+    let failing = App::with_clients(config(&[]), env.db.clone(), ses);
     let (challenge2, _, address2) = env.email_challenge().await;
     let ev2 = post(&challenge2);
     assert_eq!(
@@ -141,7 +141,7 @@ async fn logs_name_each_request_and_hold_no_code_hash_secret_or_address() {
             .endpoint_url("http://127.0.0.1:9")
             .build(),
     );
-    let unreachable = App::with_clients(config(&[]), env.db.clone(), down).unwrap();
+    let unreachable = App::with_clients(config(&[]), env.db.clone(), down);
     let (c4, _, address4) = env.email_challenge().await;
     assert_eq!(
         call_with_id(&unreachable, &post(&c4), "req-ses-down", &env)

@@ -27,7 +27,7 @@ async fn sent_input(overrides: &[(&str, &str)]) -> (SendEmailInput, String) {
         })
         .then_output(|| SendEmailOutput::builder().message_id("m-1").build());
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&rule]);
-    let app = App::with_clients(config(overrides), env.db.clone(), ses).unwrap();
+    let app = App::with_clients(config(overrides), env.db.clone(), ses);
     assert_eq!(call(&app, &post(&challenge), env.now).await.status, 200);
     assert_eq!(rule.num_calls(), 1, "one message per request");
     let input = seen.lock().unwrap().take().expect("SendEmail was called");

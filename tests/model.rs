@@ -360,7 +360,7 @@ async fn app(env: &Env, ddb: &FaultProxy, ses: &FaultProxy, limits: &Limits) -> 
         ("MAX_CODES_PER_USER", &limits.user_max.to_string()),
         ("RESEND_COOLDOWN_SECONDS", &limits.cooldown.to_string()),
     ]);
-    App::with_clients(config, db, mail).expect("app")
+    App::with_clients(config, db, mail)
 }
 
 struct World<'a> {

@@ -107,8 +107,7 @@ async fn dynamodb_killed_and_restarted_gives_503_then_recovers_in_the_same_proce
         config(&[]),
         db.clone(),
         aws_sdk_sesv2::Client::new(&env.sdk),
-    )
-    .unwrap();
+    );
 
     let mut dynamodb = start_dynamodb(port);
     let (challenge, address) = seed(&db, env.now.secs()).await;

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fault_proxy::{Dialect, Fault, FaultProxy};
+use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
 use send_email_code::aws;
 use send_email_code::aws::store::{Commit, Committed, Count, Reservation, Reserved, Store};
@@ -340,17 +340,7 @@ async fn counter_give_back_frees_one_place_and_creates_nothing() {
 
 /// A store whose DynamoDB sits behind a fault proxy.
 async fn store_behind_proxy(env: &Env) -> (FaultProxy, Store) {
-    let proxy = FaultProxy::start(
-        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
-        Dialect::DynamoDb,
-        5,
-    )
-    .await;
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
-            .endpoint_url(&proxy.url)
-            .build(),
-    );
+    let (proxy, client) = dynamodb_behind_proxy(env, 5).await;
     (proxy, Store::new(client, &config(&[])))
 }
 

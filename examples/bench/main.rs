@@ -755,7 +755,7 @@ fn handler_own_cpu_us() -> Result<f64, String> {
     use send_email_code::http::{request, response};
     use send_email_code::Timestamp;
 
-    let templates = Templates::load().map_err(|e| e.to_string())?;
+    let templates = Templates;
     let text = include_str!("../../events/http-api.json");
     let rounds = 20_000;
     let started = Instant::now();

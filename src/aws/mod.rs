@@ -113,22 +113,20 @@ pub async fn function_sdk_config(config: &Config) -> SdkConfig {
     sdk
 }
 
-/// [`sdk_config_with`] trusting the Amazon Trust Services roots only.
+/// The SDK configuration with the Amazon Trust Services roots only, for the
+/// tools and tests that build their own clients (no warm-up).
 pub async fn sdk_config() -> SdkConfig {
-    sdk_config_with(TrustRoots::Amazon).await
+    load(TrustRoots::Amazon).await.0
 }
 
 /// Loads region and credentials the standard way (environment, profile, …),
-/// with this function's HTTP client, timeouts and retries. Makes no network
-/// call when the region is in the environment (Lambda sets `AWS_REGION`);
-/// without one, aws-config asks the instance metadata service. Credentials found in the environment (where Lambda puts them) are
-/// taken once, here, instead of through the whole default chain; one
-/// identity cache serves every client built from the result.
-pub async fn sdk_config_with(roots: TrustRoots) -> SdkConfig {
-    load(roots).await.0
-}
-
-/// [`sdk_config_with`], and whether the credentials came from the environment.
+/// with this function's HTTP client, timeouts and retries, and says whether
+/// the credentials came from the environment. Makes no network call when the
+/// region is in the environment (Lambda sets `AWS_REGION`); without one,
+/// aws-config asks the instance metadata service. Credentials found in the
+/// environment (where Lambda puts them) are taken once, here, instead of
+/// through the whole default chain; one identity cache serves every client
+/// built from the result.
 async fn load(roots: TrustRoots) -> (SdkConfig, bool) {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client(roots))

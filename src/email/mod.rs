@@ -83,15 +83,9 @@ impl Language {
 }
 
 /// The email templates. They are compiled into the binary, so there is
-/// nothing to load; the type stays so that the app holds its renderer.
+/// nothing to load or check at run time (a broken template is a build error).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Templates;
-
-/// A template that cannot be used. Compile-time templates never are: a
-/// broken template is a build error. Kept so start-up code need not change.
-#[derive(Debug, thiserror::Error)]
-#[error("email templates are invalid")]
-pub struct TemplateError;
 
 /// A rendered email, ready for SES.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,11 +166,6 @@ impl fmt::Display for Expiry {
 }
 
 impl Templates {
-    /// The compiled templates (nothing to read or check at run time).
-    pub fn load() -> Result<Self, TemplateError> {
-        Ok(Self)
-    }
-
     /// Renders the email in the requested language.
     pub fn render(&self, input: &EmailInput<'_>) -> RenderedEmail {
         let phrases = input.language.phrases();
@@ -218,7 +207,7 @@ mod tests {
 
     fn render(language: Language, name: Option<&str>) -> (RenderedEmail, Code) {
         let code = Code::generate().unwrap();
-        let templates = Templates::load().expect("templates parse");
+        let templates = Templates;
         let email = templates.render(&EmailInput {
             code: &code,
             code_expire_at: EpochSeconds::from(1_700_000_600), // 22:23:20 UTC
@@ -317,7 +306,7 @@ mod tests {
     #[test]
     fn minutes_round_up() {
         let code = Code::generate().unwrap();
-        let email = Templates::load().unwrap().render(&EmailInput {
+        let email = Templates.render(&EmailInput {
             code: &code,
             code_expire_at: EpochSeconds::from(1_000 + 61),
             display_name: None,

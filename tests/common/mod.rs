@@ -124,7 +124,7 @@ impl Env {
 
     /// The function with the default test configuration plus `overrides`.
     pub fn app(&self, overrides: &[(&str, &str)]) -> App {
-        App::new(config(overrides), &self.sdk).expect("app")
+        App::new(config(overrides), &self.sdk)
     }
 
     /// Writes a challenge as the login flow would; returns its id.
@@ -409,12 +409,7 @@ pub fn assert_error(a: &Answer, status: u16, error_type: &str, error: &str) {
 /// An SES client whose every `SendEmail` is refused with `MessageRejected`
 /// by a fault proxy in front of the stand-in (keep the proxy alive).
 pub async fn refusing_ses(env: &Env) -> (fault_proxy::FaultProxy, aws_sdk_sesv2::Client) {
-    let ses = fault_proxy::FaultProxy::start(
-        &endpoint("AWS_ENDPOINT_URL_SESV2"),
-        fault_proxy::Dialect::Ses,
-        1,
-    )
-    .await;
+    let (ses, client) = ses_behind_proxy(env, 1).await;
     ses.set(
         fault_proxy::Fault::Refuse {
             status: 400,
@@ -422,12 +417,46 @@ pub async fn refusing_ses(env: &Env) -> (fault_proxy::FaultProxy, aws_sdk_sesv2:
         },
         1000,
     );
-    let client = aws_sdk_sesv2::Client::from_conf(
-        aws_sdk_sesv2::config::Builder::from(&env.sdk)
-            .endpoint_url(&ses.url)
+    (ses, client)
+}
+
+/// A DynamoDB client whose calls go through a fault proxy (`seed` drives
+/// its random faults), and the proxy, to set faults and count requests.
+pub async fn dynamodb_behind_proxy(
+    env: &Env,
+    seed: u64,
+) -> (fault_proxy::FaultProxy, aws_sdk_dynamodb::Client) {
+    let proxy = fault_proxy::FaultProxy::start(
+        &endpoint("AWS_ENDPOINT_URL_DYNAMODB"),
+        fault_proxy::Dialect::DynamoDb,
+        seed,
+    )
+    .await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
+            .endpoint_url(&proxy.url)
             .build(),
     );
-    (ses, client)
+    (proxy, client)
+}
+
+/// An SES client whose calls go through a fault proxy, and the proxy.
+pub async fn ses_behind_proxy(
+    env: &Env,
+    seed: u64,
+) -> (fault_proxy::FaultProxy, aws_sdk_sesv2::Client) {
+    let proxy = fault_proxy::FaultProxy::start(
+        &endpoint("AWS_ENDPOINT_URL_SESV2"),
+        fault_proxy::Dialect::Ses,
+        seed,
+    )
+    .await;
+    let client = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&env.sdk)
+            .endpoint_url(&proxy.url)
+            .build(),
+    );
+    (proxy, client)
 }
 
 /// The `error` texts openapi.yaml documents for a 429, as a regular
