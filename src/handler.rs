@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
 use crate::aws::mailer::Mailer;
-use crate::aws::store::{self, Commit, Committed, Count, Reservation, Reserved, Store};
+use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reservation, Reserved, Store};
 use crate::config::Config;
 use crate::domain::caller::CallerIp;
 use crate::domain::challenge::{reservation_refusal, Challenge, SendRules};
@@ -205,7 +205,7 @@ async fn serve(
         }
         Err(err) => (count.await, Err(err.clone())),
     };
-    let rate = match count {
+    let rate = match count.result {
         Ok(Count::Counted(n)) => RateStatus::counted(limit, n, window),
         Ok(Count::LimitReached) => {
             app.refused.remember(key, window);
@@ -247,7 +247,7 @@ async fn deliver(
             Held::default(),
         )
     };
-    trace.reserve_attempts = held.send_attempts;
+    trace.reserve_attempts = held.send.as_ref().map_or(0, |s| s.attempts);
     let user = match decide(user, sendable, &held, &challenge, rules, now) {
         Ok(user) => user,
         Err(err) => {
@@ -274,13 +274,13 @@ async fn deliver(
     let message_id = match app.mailer.send(&user.verified_addresses, &email).await {
         Ok(id) => id,
         Err(failure) => {
-            if failure.maybe_accepted {
+            if failure.may_have_applied {
                 // SES may have taken it: the reservation stays spent.
                 trace.reservation = ReservationFate::KeptUnsent;
             } else {
                 give_back(app, &challenge, &held, trace).await;
             }
-            return Err(failure.error.into());
+            return Err(failure.into());
         }
     };
     trace.reservation = ReservationFate::Used;
@@ -309,32 +309,36 @@ async fn deliver(
 #[derive(Debug, Default)]
 struct Held {
     /// The challenge's reservation, when one was attempted.
-    send: Option<Result<Reserved, DependencyError>>,
-    /// The per-user counter (key, result), when the budget is on.
-    user: Option<(String, Result<Count, DependencyError>, RateWindow)>,
-    /// Attempts of the challenge's reservation write.
-    send_attempts: u32,
+    send: Option<Attempted<Reserved>>,
+    /// The per-user counter (key, result, window), when the budget is on.
+    user: Option<(String, Attempted<Count>, RateWindow)>,
 }
 
 impl Held {
     /// A send was certainly taken from the challenge.
     fn took_send(&self) -> bool {
-        matches!(self.send, Some(Ok(Reserved::Taken)))
+        self.send
+            .as_ref()
+            .is_some_and(|s| matches!(s.result, Ok(Reserved::Taken)))
     }
 
     /// The user counter key, when one was certainly taken from it.
     fn took_user_count(&self) -> Option<&str> {
         match &self.user {
-            Some((key, Ok(Count::Counted(_)), _)) => Some(key),
+            Some((key, counted, _)) if matches!(counted.result, Ok(Count::Counted(_))) => Some(key),
             _ => None,
         }
     }
 
-    /// A write whose effect is unknown: it may have counted.
+    /// A write whose effect is not fully known: it failed after an attempt
+    /// that may have been applied, or it succeeded after one. A counter
+    /// may then stand one above what was given back.
     fn unknown(&self) -> bool {
-        matches!(self.send, Some(Err(_)))
-            || matches!(self.user, Some((_, Err(_), _)))
-            || self.send_attempts > 1
+        fn doubtful<T>(write: &Attempted<T>) -> bool {
+            write.may_count_twice || write.result.as_ref().is_err_and(|e| e.may_have_applied)
+        }
+        self.send.as_ref().is_some_and(doubtful)
+            || self.user.as_ref().is_some_and(|u| doubtful(&u.1))
     }
 }
 
@@ -348,16 +352,14 @@ async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timest
     });
     let max_per_user = app.config.max_codes_per_user;
     if max_per_user == 0 {
-        let (send, send_attempts) = send.await;
         return Held {
-            send: Some(send),
+            send: Some(send.await),
             user: None,
-            send_attempts,
         };
     }
     let window = RateWindow::containing(now, app.config.user_window_seconds);
     let key = window.user_counter_key(&challenge.user_id);
-    let ((send, send_attempts), user) = tokio::join!(
+    let (send, user) = tokio::join!(
         send,
         app.store
             .count(&key, window.counter_expire_at(), max_per_user)
@@ -365,12 +367,13 @@ async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timest
     Held {
         send: Some(send),
         user: Some((key, user, window)),
-        send_attempts,
     }
 }
 
 /// Steps 3 to 7 in their order, whatever order the calls ran in: the first
-/// failing step is the answer.
+/// failing step is the answer, and a failed write of step 8 (the
+/// reservation) or of step 7's counter only answers once every check before
+/// it passed.
 fn decide(
     user: Result<Option<User>, DependencyError>,
     sendable: Result<(), ApiError>,
@@ -379,7 +382,8 @@ fn decide(
     rules: SendRules,
     now: Timestamp,
 ) -> Result<User, ApiError> {
-    let refusal = match &held.send {
+    let reserved = held.send.as_ref().map(|s| &s.result);
+    let refusal = match reserved {
         Some(Ok(Reserved::Refused(current))) => Some(
             reservation_refusal(current.as_ref(), &challenge.user_id, rules, now)
                 .unwrap_or_else(|| store::unexplained_refusal().into()),
@@ -405,15 +409,26 @@ fn decide(
     if let Some(err) = refusal {
         return Err(err);
     }
-    if let Some(Err(err)) = &held.send {
+    // Step 7.
+    if let Some((_, counted, window)) = &held.user {
+        if counted.result == Ok(Count::LimitReached) {
+            return Err(ApiError::UserCodeLimitReached {
+                retry_after: now.secs_until(window.end),
+            });
+        }
+    }
+    // The writes that failed: the reservation's, then the user counter's.
+    if let Some(Err(err)) = reserved {
         return Err(err.clone().into());
     }
-    // Step 7.
     match &held.user {
-        Some((_, Ok(Count::LimitReached), window)) => Err(ApiError::UserCodeLimitReached {
-            retry_after: now.secs_until(window.end),
-        }),
-        Some((_, Err(err), _)) => Err(err.clone().into()),
+        Some((
+            _,
+            Attempted {
+                result: Err(err), ..
+            },
+            _,
+        )) => Err(err.clone().into()),
         _ => Ok(user),
     }
 }
@@ -590,8 +605,22 @@ mod tests {
         })))
     }
 
+    /// A write that timed out after it was sent: it may have counted.
     fn outage() -> DependencyError {
-        DependencyError::unavailable("DynamoDB", "UpdateItem", "timed out")
+        DependencyError::unavailable("DynamoDB", "UpdateItem", "timed out").applied_maybe(true)
+    }
+
+    /// A write throttled on every attempt: certainly not applied.
+    fn throttled() -> DependencyError {
+        DependencyError::unavailable("DynamoDB", "UpdateItem", "throttled")
+    }
+
+    fn once<T>(result: Result<T, DependencyError>) -> Attempted<T> {
+        Attempted {
+            result,
+            attempts: 1,
+            may_count_twice: false,
+        }
     }
 
     fn held(
@@ -600,9 +629,8 @@ mod tests {
     ) -> Held {
         let window = RateWindow::containing(NOW, 3_600);
         Held {
-            send,
-            user: user.map(|u| ("k".to_string(), u, window)),
-            send_attempts: 1,
+            send: send.map(once),
+            user: user.map(|u| ("k".to_string(), once(u), window)),
         }
     }
 
@@ -702,6 +730,40 @@ mod tests {
         let user_unknown = held(Some(Ok(Reserved::Taken)), Some(Err(outage())));
         assert!(user_unknown.unknown() && user_unknown.took_send());
         assert_eq!(user_unknown.took_user_count(), None);
+    }
+
+    #[test]
+    fn a_write_that_was_certainly_not_applied_is_not_unknown() {
+        let throttled_send = held(Some(Err(throttled())), Some(Ok(Count::Counted(1))));
+        assert!(!throttled_send.unknown());
+        assert_eq!(
+            answer(user(true), Ok(()), &throttled_send).map_err(|e| e.status().as_u16()),
+            Err(503)
+        );
+        let throttled_user = held(Some(Ok(Reserved::Taken)), Some(Err(throttled())));
+        assert!(!throttled_user.unknown());
+        let mut retried = held(Some(Ok(Reserved::Taken)), None);
+        if let Some(send) = retried.send.as_mut() {
+            send.may_count_twice = true;
+        }
+        assert!(
+            retried.unknown(),
+            "a success after a lost attempt may count twice"
+        );
+    }
+
+    #[test]
+    fn the_budget_answers_before_a_failed_reservation_write() {
+        for failure in [outage(), throttled()] {
+            let both = held(Some(Err(failure)), Some(Ok(Count::LimitReached)));
+            assert_eq!(
+                answer(user(true), Ok(()), &both),
+                Err(ApiError::UserCodeLimitReached { retry_after: 2_600 })
+            );
+        }
+        // But the user checks still come first.
+        let both = held(Some(Err(outage())), Some(Ok(Count::LimitReached)));
+        assert_eq!(answer(Ok(None), Ok(()), &both), Err(ApiError::UserNotFound));
     }
 
     #[test]
