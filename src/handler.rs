@@ -1,6 +1,13 @@
 //! The request handler, in the order of docs/contract.md section 2:
-//! caller → rate limit → parse → read → decide → reserve → send → commit,
-//! with one place ([`give_back`]) that returns a reservation.
+//! caller → rate limit → parse → read → decide → reserve → send → commit.
+//! The reservation's bookkeeping, with the one place that returns a
+//! reservation, is in [`reservation`]; what a request did and its log line
+//! in [`trace`].
+
+mod reservation;
+mod trace;
+
+pub use trace::{ReservationFate, Trace};
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +17,7 @@ use aws_config::SdkConfig;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
 use crate::aws::mailer::Mailer;
-use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reservation, Reserved, Store};
+use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reserved, Store};
 use crate::config::Config;
 use crate::domain::caller::CallerIp;
 use crate::domain::challenge::{reservation_refusal, Challenge, SendRules};
@@ -21,7 +28,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::user::User;
 use crate::email::{EmailInput, Language, Templates};
 use crate::http::{caller, request, response};
-use crate::metrics::RequestMetrics;
+use reservation::{give_back, reserve, Held};
+use trace::log_request;
 
 /// The function's life: configuration and clients once, then the Lambda
 /// event loop. A configuration error stops the start-up with one log line
@@ -90,51 +98,6 @@ impl App {
             cooldown_secs: self.config.resend_cooldown_seconds,
         }
     }
-}
-
-/// What became of the sends this request reserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReservationFate {
-    /// Nothing was reserved.
-    #[default]
-    None,
-    /// Reserved, sent and the code stored (or the challenge gone by then).
-    Used,
-    /// Reserved, then given back: nothing was sent.
-    GivenBack,
-    /// Kept although no message is known to have been accepted: the SES
-    /// outcome or a reservation write is unknown, or the give-back failed.
-    /// Counters may stand one above the messages sent.
-    KeptUnsent,
-}
-
-impl ReservationFate {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Used => "used",
-            Self::GivenBack => "given_back",
-            Self::KeptUnsent => "kept_unsent",
-        }
-    }
-}
-
-/// What one request did, for its log line (and for tests that check the
-/// invariants). Holds no code, hash, secret or address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trace {
-    /// The challenge's id, only once it was found (never a caller's guess).
-    pub challenge_id: Option<String>,
-    /// SES's id of the message sent.
-    pub message_id: Option<String>,
-    /// How many addresses the message went to.
-    pub recipients: usize,
-    /// What became of the reservation.
-    pub reservation: ReservationFate,
-    /// Attempts of the reservation write (more than 1: retried by the SDK).
-    pub reserve_attempts: u32,
-    /// Answered from this instance's memory of refused callers.
-    pub refused_from_memory: bool,
 }
 
 /// Serves one request at time `now`. Never fails: every error becomes a JSON answer.
@@ -305,71 +268,6 @@ async fn deliver(
     }
 }
 
-/// The outcome of the reservation round.
-#[derive(Debug, Default)]
-struct Held {
-    /// The challenge's reservation, when one was attempted.
-    send: Option<Attempted<Reserved>>,
-    /// The per-user counter (key, result, window), when the budget is on.
-    user: Option<(String, Attempted<Count>, RateWindow)>,
-}
-
-impl Held {
-    /// A send was certainly taken from the challenge.
-    fn took_send(&self) -> bool {
-        self.send
-            .as_ref()
-            .is_some_and(|s| matches!(s.result, Ok(Reserved::Taken)))
-    }
-
-    /// The user counter key, when one was certainly taken from it.
-    fn took_user_count(&self) -> Option<&str> {
-        match &self.user {
-            Some((key, counted, _)) if matches!(counted.result, Ok(Count::Counted(_))) => Some(key),
-            _ => None,
-        }
-    }
-
-    /// A write whose effect is not fully known: it failed after an attempt
-    /// that may have been applied, or it succeeded after one. A counter
-    /// may then stand one above what was given back.
-    fn unknown(&self) -> bool {
-        fn doubtful<T>(write: &Attempted<T>) -> bool {
-            write.may_count_twice || write.result.as_ref().is_err_and(|e| e.may_have_applied)
-        }
-        self.send.as_ref().is_some_and(doubtful)
-            || self.user.as_ref().is_some_and(|u| doubtful(&u.1))
-    }
-}
-
-/// Steps 8 and 7's counter: one conditional write on the challenge and one
-/// on the user's counter, in the same round.
-async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timestamp) -> Held {
-    let send = app.store.reserve_send(Reservation {
-        challenge,
-        now,
-        rules,
-    });
-    let max_per_user = app.config.max_codes_per_user;
-    if max_per_user == 0 {
-        return Held {
-            send: Some(send.await),
-            user: None,
-        };
-    }
-    let window = RateWindow::containing(now, app.config.user_window_seconds);
-    let key = window.user_counter_key(&challenge.user_id);
-    let (send, user) = tokio::join!(
-        send,
-        app.store
-            .count(&key, window.counter_expire_at(), max_per_user)
-    );
-    Held {
-        send: Some(send),
-        user: Some((key, user, window)),
-    }
-}
-
 /// Steps 3 to 7 in their order, whatever order the calls ran in: the first
 /// failing step is the answer, and a failed write of step 8 (the
 /// reservation) or of step 7's counter only answers once every check before
@@ -430,145 +328,6 @@ fn decide(
             _,
         )) => Err(err.clone().into()),
         _ => Ok(user),
-    }
-}
-
-/// The one place a reservation goes back: the challenge's send and the
-/// user's count, whichever this request certainly took. Each give-back is
-/// a single attempt; a failure is logged and leaves the counter one high.
-async fn give_back(app: &App, challenge: &Challenge, held: &Held, trace: &mut Trace) {
-    let send = async {
-        if held.took_send() {
-            app.store.give_back_send(challenge).await.map(|()| true)
-        } else {
-            Ok(false)
-        }
-    };
-    let user = async {
-        match held.took_user_count() {
-            Some(key) => app.store.give_back_count(key).await.map(|()| true),
-            None => Ok(false),
-        }
-    };
-    let (send, user) = tokio::join!(send, user);
-    let mut failed = held.unknown();
-    for result in [&send, &user] {
-        if let Err(err) = result {
-            failed = true;
-            tracing::error!(
-                service = err.service,
-                operation = err.operation,
-                detail = %err.detail,
-                "could not give a reservation back; its counter stays one high"
-            );
-        }
-    }
-    let gave = matches!(send, Ok(true)) || matches!(user, Ok(true));
-    trace.reservation = if failed {
-        ReservationFate::KeptUnsent
-    } else if gave {
-        ReservationFate::GivenBack
-    } else {
-        ReservationFate::None
-    };
-}
-
-/// Which limit a 429 came from (the four share one `errorType`), for the log.
-fn limit_name(err: &ApiError) -> &'static str {
-    match err {
-        ApiError::TooManyRequests { .. } => "caller",
-        ApiError::CodeLimitReached { .. } => "challenge_cap",
-        ApiError::ResendCooldown { .. } => "resend_cooldown",
-        ApiError::UserCodeLimitReached { .. } => "user_budget",
-        _ => "none",
-    }
-}
-
-/// One log line and one metrics line per request. Never the code, its hash,
-/// the secret or an address.
-fn log_request(
-    request_id: &str,
-    caller: &CallerIp,
-    outcome: &Result<(), ApiError>,
-    trace: &Trace,
-    status: u16,
-    started: Instant,
-    now: Timestamp,
-) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let error_type = outcome
-        .as_ref()
-        .map_or_else(ApiError::error_type, |()| "none");
-    let summary = match outcome {
-        Ok(()) => "sent",
-        Err(ApiError::Dependency(_)) => "failed",
-        Err(_) => "refused",
-    };
-    RequestMetrics {
-        timestamp_ms: now.millis(),
-        outcome: summary,
-        error_type,
-        duration_ms,
-        codes_sent: u32::from(outcome.is_ok()),
-        rate_limited: matches!(outcome, Err(ApiError::TooManyRequests { .. })),
-    }
-    .emit();
-    let challenge_id = trace.challenge_id.as_deref().unwrap_or("");
-    let message_id = trace.message_id.as_deref().unwrap_or("");
-    let reservation = trace.reservation.as_str();
-    let reserve_attempts = trace.reserve_attempts;
-    let from_memory = trace.refused_from_memory;
-    if reserve_attempts > 1 {
-        tracing::warn!(
-            request_id,
-            challenge_id,
-            reserve_attempts,
-            "the reservation write was retried: codesSent may count this request twice"
-        );
-    }
-    match outcome {
-        Ok(()) => tracing::info!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            challenge_id,
-            message_id,
-            recipients = trace.recipients,
-            reservation,
-            duration_ms,
-            "request served"
-        ),
-        Err(ApiError::Dependency(cause)) => tracing::error!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            challenge_id,
-            message_id,
-            reservation,
-            service = cause.service,
-            operation = cause.operation,
-            cause = %cause.detail,
-            duration_ms,
-            "request failed"
-        ),
-        Err(refusal) => tracing::info!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            limit = limit_name(refusal),
-            challenge_id,
-            message_id,
-            reservation,
-            from_memory,
-            duration_ms,
-            "request refused"
-        ),
     }
 }
 
@@ -764,28 +523,5 @@ mod tests {
         // But the user checks still come first.
         let both = held(Some(Err(outage())), Some(Ok(Count::LimitReached)));
         assert_eq!(answer(Ok(None), Ok(()), &both), Err(ApiError::UserNotFound));
-    }
-
-    #[test]
-    fn each_429_names_its_limit_in_the_log() {
-        let cases = [
-            (ApiError::TooManyRequests { retry_after: 1 }, "caller"),
-            (
-                ApiError::CodeLimitReached { retry_after: 1 },
-                "challenge_cap",
-            ),
-            (
-                ApiError::ResendCooldown { retry_after: 1 },
-                "resend_cooldown",
-            ),
-            (
-                ApiError::UserCodeLimitReached { retry_after: 1 },
-                "user_budget",
-            ),
-            (ApiError::ChallengeNotFound, "none"),
-        ];
-        for (err, name) in cases {
-            assert_eq!(limit_name(&err), name, "{err:?}");
-        }
     }
 }
