@@ -1138,6 +1138,8 @@ enum Reach {
 struct Step<'a> {
     attempt: &'a Attempt,
     hit: Option<&'a Hit>,
+    /// When the proxy finished with it, as a rank among the proxy's requests.
+    done: usize,
 }
 
 impl Step<'_> {
@@ -1198,15 +1200,21 @@ impl Step<'_> {
 /// Every attempt of every request, with what the proxy did to it.
 struct Ledger<'a> {
     by_tag: HashMap<u64, Vec<Step<'a>>>,
-    /// Tagged requests the proxies received that no client recorded.
+    /// Requests the proxies received that no client recorded, or that
+    /// came untagged (an SDK call outside its request's task).
     strays: Vec<&'a Hit>,
 }
 
 impl<'a> Ledger<'a> {
-    /// The accounting itself holds: the proxies saw no tagged request that
-    /// the clients did not record.
+    /// The accounting itself holds: every request the proxies saw is an
+    /// attempt a client recorded for a request.
     fn check_complete(&self) -> Result<(), String> {
         match self.strays.first() {
+            Some(hit) if hit.tag == 0 => Err(format!(
+                "the proxy saw a {:?} call outside any request's task: the per-request \
+                 accounting cannot place it (does the handler spawn SDK calls?)",
+                hit.call
+            )),
             Some(hit) => Err(format!(
                 "the proxy saw attempt {} ({:?} of request {}) that no client recorded",
                 hit.attempt, hit.call, hit.tag
@@ -1215,17 +1223,22 @@ impl<'a> Ledger<'a> {
         }
     }
 
+    /// `hits`: one proxy's requests in the order it finished them, then
+    /// the other's.
     fn new(attempts: &'a [Attempt], hits: &'a [Hit]) -> Self {
-        let by_attempt: HashMap<u64, &Hit> = hits
+        let by_attempt: HashMap<u64, (usize, &Hit)> = hits
             .iter()
-            .filter(|h| h.attempt != 0)
-            .map(|h| (h.attempt, h))
+            .enumerate()
+            .filter(|(_, h)| h.attempt != 0)
+            .map(|(i, h)| (h.attempt, (i, h)))
             .collect();
         let mut by_tag: HashMap<u64, Vec<Step>> = HashMap::new();
         for attempt in attempts {
+            let found = by_attempt.get(&attempt.id).copied();
             by_tag.entry(attempt.tag).or_default().push(Step {
                 attempt,
-                hit: by_attempt.get(&attempt.id).copied(),
+                hit: found.map(|(_, h)| h),
+                done: found.map_or(usize::MAX, |(i, _)| i),
             });
         }
         for steps in by_tag.values_mut() {
@@ -1234,7 +1247,7 @@ impl<'a> Ledger<'a> {
         let recorded: HashSet<u64> = attempts.iter().map(|a| a.id).collect();
         let strays = hits
             .iter()
-            .filter(|h| h.tag != 0 && !recorded.contains(&h.attempt))
+            .filter(|h| h.tag == 0 || !recorded.contains(&h.attempt))
             .collect();
         Self { by_tag, strays }
     }
@@ -1911,9 +1924,12 @@ impl World<'_> {
         let accepted = !foot.accepted().is_empty();
         let fail = |why: String| {
             Err(format!(
-                "phase {} request {} for {} at {} answered {} {}: {why}; trace {:?}; calls: {}",
+                "phase {} request {}{} for {} at {} answered {} {}: {why}; trace {:?}; calls: {}",
                 s.phase,
                 s.tag,
+                s.unreachable.map_or(String::new(), |(svc, how)| format!(
+                    " (through the app whose {svc:?} is unreachable: {how:?})"
+                )),
                 s.challenge,
                 s.now.millis(),
                 s.status,
@@ -2160,13 +2176,25 @@ impl World<'_> {
                 n(&item, "lastCodeSentAt")
             ));
         }
-        // A commit that landed late (its first attempt held) after a newer one.
+        // A commit whose held first attempt reached the stand-in after a
+        // newer commit of the same challenge was stored (the checks above
+        // show it neither replaced that entry nor moved lastCodeSentAt back).
         for (t, r) in &committed {
-            let late = self.ledger.of(r.tag).of(Call::Commit).any(|s| {
+            let foot = self.ledger.of(r.tag);
+            let held = foot.of(Call::Commit).find(|s| {
                 s.hit
                     .is_some_and(|h| matches!(h.fault, Fault::DelayRequest(d) if d >= COMMIT_LATE))
             });
-            if late && committed.iter().any(|(u, o)| u > t && o.phase > r.phase) {
+            let Some(held) = held else { continue };
+            let overtaken = committed.iter().any(|(u, o)| {
+                u > t
+                    && self
+                        .ledger
+                        .of(o.tag)
+                        .of(Call::Commit)
+                        .any(|s| s.applied() && s.done < held.done)
+            });
+            if overtaken {
                 note(coverage, "late commit landed after a newer one");
             }
         }
