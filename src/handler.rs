@@ -44,14 +44,16 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         }
     };
     let sdk = crate::aws::function_sdk_config(&config).await;
-    let app = App::new(config, &sdk);
-    let app = &app;
+    // Lives as long as the process; concurrent invocations share it.
+    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk)));
     let handler = service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
     });
     // Over the raw event, so that no event can fail or panic in lambda_http's
-    // conversion (http::event).
-    lambda_http::lambda_runtime::run(event::Guarded::new(Adapter::from(handler))).await
+    // conversion (http::event). With AWS_LAMBDA_MAX_CONCURRENCY set (Lambda
+    // Managed Instances) up to that many invocations run at once in this
+    // process; without it, one at a time, as on classic Lambda.
+    lambda_http::lambda_runtime::run_concurrent(event::Guarded::new(Adapter::from(handler))).await
 }
 
 /// Everything a request needs, built once per process.
