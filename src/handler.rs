@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use lambda_http::{service_fn, Adapter, Body, Request, RequestExt, Response};
 
 use crate::aws::mailer::Mailer;
 use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reserved, Store};
@@ -27,7 +27,7 @@ use crate::domain::rate_window::{RateStatus, RateWindow, RefusedCallers};
 use crate::domain::time::Timestamp;
 use crate::domain::user::User;
 use crate::email::{EmailInput, Language, Templates};
-use crate::http::{caller, request, response};
+use crate::http::{caller, event, request, response};
 use reservation::{give_back, reserve, Held};
 use trace::log_request;
 
@@ -44,12 +44,16 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         }
     };
     let sdk = crate::aws::function_sdk_config(&config).await;
-    let app = App::new(config, &sdk);
-    let app = &app;
-    lambda_http::run(service_fn(move |req: Request| async move {
+    // Lives as long as the process; concurrent invocations share it.
+    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk)));
+    let handler = service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
-    }))
-    .await
+    });
+    // Over the raw event, so that no event can fail or panic in lambda_http's
+    // conversion (http::event). With AWS_LAMBDA_MAX_CONCURRENCY set (Lambda
+    // Managed Instances) up to that many invocations run at once in this
+    // process; without it, one at a time, as on classic Lambda.
+    lambda_http::lambda_runtime::run_concurrent(event::Guarded::new(Adapter::from(handler))).await
 }
 
 /// Everything a request needs, built once per process.
