@@ -6,8 +6,9 @@
 //! then runs phases. In each, the clock moves on (sometimes to just before a
 //! window's or a challenge's end), a challenge may be given to another user
 //! or switched to `totp`, one fault plan is set, a challenge may be deleted
-//! while a batch of concurrent requests goes through the handler, each
-//! request with its own `now`, front door, body encoding and method.
+//! while a batch of concurrent requests goes through the function's event
+//! path (`http::event::to_request`) and the handler, each request with its
+//! own `now`, front door, body encoding (valid or not) and method.
 //!
 //! Fault plans (all produced for real, on the wire):
 //! - random faults on DynamoDB or SES: error answers (4xx, 5xx), requests
@@ -68,6 +69,7 @@ use common::fault_proxy::{
 };
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
+use send_email_code::http::event::to_request;
 use send_email_code::{aws, handle_traced, App, ReservationFate, Timestamp, Trace};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -230,6 +232,8 @@ enum BodyKind {
     NoId,
     BlankId,
     NotUtf8,
+    /// Marked base64, and not base64.
+    NotBase64,
 }
 
 impl BodyKind {
@@ -882,8 +886,11 @@ impl<'a> Scenario<'a> {
             };
             let event = build_event(door, body_kind, method, &challenge, &caller);
             batch.spawn(async move {
-                let (response, trace) =
-                    tagged(tag, handle_traced(&app, request(&event), now)).await;
+                let (response, trace) = tagged(
+                    tag,
+                    handle_traced(&app, to_request(&event.to_string()), now),
+                )
+                .await;
                 let a = answer(response);
                 Some(Sent {
                     tag,
@@ -1035,6 +1042,7 @@ fn draw_body(rng: &mut Rng) -> BodyKind {
             BodyKind::NoId,
             BodyKind::BlankId,
             BodyKind::NotUtf8,
+            BodyKind::NotBase64,
         ]),
     }
 }
@@ -1069,6 +1077,7 @@ fn build_event(door: &str, kind: BodyKind, method: &str, challenge: &str, caller
             bytes.extend_from_slice(b"\"}");
             (bytes, JSON, true)
         }
+        BodyKind::NotBase64 => (b"{not base64!}".to_vec(), JSON, false),
     };
     let mut event = event(door);
     event["body"] = if base64 {
@@ -1076,7 +1085,7 @@ fn build_event(door: &str, kind: BodyKind, method: &str, challenge: &str, caller
     } else {
         json!(String::from_utf8(bytes).expect("plain bodies are text"))
     };
-    event["isBase64Encoded"] = json!(base64);
+    event["isBase64Encoded"] = json!(base64 || kind == BodyKind::NotBase64);
     set_header(&mut event, "content-length", None);
     set_header(&mut event, "content-type", content_type);
     for pointer in [
