@@ -1,16 +1,23 @@
 //! The request handler, in the order of docs/contract.md section 2:
-//! caller → rate limit → parse → read → decide → reserve → send → commit,
-//! with one place ([`give_back`]) that returns a reservation.
+//! caller → rate limit → parse → read → decide → reserve → send → commit.
+//! The reservation's bookkeeping, with the one place that returns a
+//! reservation, is in [`reservation`]; what a request did and its log line
+//! in [`trace`].
+
+mod reservation;
+mod trace;
+
+pub use trace::{ReservationFate, Trace};
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use lambda_http::{service_fn, Adapter, Body, Request, RequestExt, Response};
 
 use crate::aws::mailer::Mailer;
-use crate::aws::store::{self, Commit, Committed, Count, Reservation, Reserved, Store};
+use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reserved, Store};
 use crate::config::Config;
 use crate::domain::caller::CallerIp;
 use crate::domain::challenge::{reservation_refusal, Challenge, SendRules};
@@ -20,8 +27,9 @@ use crate::domain::rate_window::{RateStatus, RateWindow, RefusedCallers};
 use crate::domain::time::Timestamp;
 use crate::domain::user::User;
 use crate::email::{EmailInput, Language, Templates};
-use crate::http::{caller, request, response};
-use crate::metrics::RequestMetrics;
+use crate::http::{caller, event, request, response};
+use reservation::{give_back, reserve, Held};
+use trace::log_request;
 
 /// The function's life: configuration and clients once, then the Lambda
 /// event loop. A configuration error stops the start-up with one log line
@@ -36,12 +44,16 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         }
     };
     let sdk = crate::aws::function_sdk_config(&config).await;
-    let app = App::new(config, &sdk);
-    let app = &app;
-    lambda_http::run(service_fn(move |req: Request| async move {
+    // Lives as long as the process; concurrent invocations share it.
+    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk)));
+    let handler = service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
-    }))
-    .await
+    });
+    // Over the raw event, so that no event can fail or panic in lambda_http's
+    // conversion (http::event). With AWS_LAMBDA_MAX_CONCURRENCY set (Lambda
+    // Managed Instances) up to that many invocations run at once in this
+    // process; without it, one at a time, as on classic Lambda.
+    lambda_http::lambda_runtime::run_concurrent(event::Guarded::new(Adapter::from(handler))).await
 }
 
 /// Everything a request needs, built once per process.
@@ -90,51 +102,6 @@ impl App {
             cooldown_secs: self.config.resend_cooldown_seconds,
         }
     }
-}
-
-/// What became of the sends this request reserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReservationFate {
-    /// Nothing was reserved.
-    #[default]
-    None,
-    /// Reserved, sent and the code stored (or the challenge gone by then).
-    Used,
-    /// Reserved, then given back: nothing was sent.
-    GivenBack,
-    /// Kept although no message is known to have been accepted: the SES
-    /// outcome or a reservation write is unknown, or the give-back failed.
-    /// Counters may stand one above the messages sent.
-    KeptUnsent,
-}
-
-impl ReservationFate {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Used => "used",
-            Self::GivenBack => "given_back",
-            Self::KeptUnsent => "kept_unsent",
-        }
-    }
-}
-
-/// What one request did, for its log line (and for tests that check the
-/// invariants). Holds no code, hash, secret or address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trace {
-    /// The challenge's id, only once it was found (never a caller's guess).
-    pub challenge_id: Option<String>,
-    /// SES's id of the message sent.
-    pub message_id: Option<String>,
-    /// How many addresses the message went to.
-    pub recipients: usize,
-    /// What became of the reservation.
-    pub reservation: ReservationFate,
-    /// Attempts of the reservation write (more than 1: retried by the SDK).
-    pub reserve_attempts: u32,
-    /// Answered from this instance's memory of refused callers.
-    pub refused_from_memory: bool,
 }
 
 /// Serves one request at time `now`. Never fails: every error becomes a JSON answer.
@@ -205,7 +172,7 @@ async fn serve(
         }
         Err(err) => (count.await, Err(err.clone())),
     };
-    let rate = match count {
+    let rate = match count.result {
         Ok(Count::Counted(n)) => RateStatus::counted(limit, n, window),
         Ok(Count::LimitReached) => {
             app.refused.remember(key, window);
@@ -247,7 +214,7 @@ async fn deliver(
             Held::default(),
         )
     };
-    trace.reserve_attempts = held.send_attempts;
+    trace.reserve_attempts = held.send.as_ref().map_or(0, |s| s.attempts);
     let user = match decide(user, sendable, &held, &challenge, rules, now) {
         Ok(user) => user,
         Err(err) => {
@@ -274,13 +241,13 @@ async fn deliver(
     let message_id = match app.mailer.send(&user.verified_addresses, &email).await {
         Ok(id) => id,
         Err(failure) => {
-            if failure.maybe_accepted {
+            if failure.may_have_applied {
                 // SES may have taken it: the reservation stays spent.
                 trace.reservation = ReservationFate::KeptUnsent;
             } else {
                 give_back(app, &challenge, &held, trace).await;
             }
-            return Err(failure.error.into());
+            return Err(failure.into());
         }
     };
     trace.reservation = ReservationFate::Used;
@@ -305,72 +272,10 @@ async fn deliver(
     }
 }
 
-/// The outcome of the reservation round.
-#[derive(Debug, Default)]
-struct Held {
-    /// The challenge's reservation, when one was attempted.
-    send: Option<Result<Reserved, DependencyError>>,
-    /// The per-user counter (key, result), when the budget is on.
-    user: Option<(String, Result<Count, DependencyError>, RateWindow)>,
-    /// Attempts of the challenge's reservation write.
-    send_attempts: u32,
-}
-
-impl Held {
-    /// A send was certainly taken from the challenge.
-    fn took_send(&self) -> bool {
-        matches!(self.send, Some(Ok(Reserved::Taken)))
-    }
-
-    /// The user counter key, when one was certainly taken from it.
-    fn took_user_count(&self) -> Option<&str> {
-        match &self.user {
-            Some((key, Ok(Count::Counted(_)), _)) => Some(key),
-            _ => None,
-        }
-    }
-
-    /// A write whose effect is unknown: it may have counted.
-    fn unknown(&self) -> bool {
-        matches!(self.send, Some(Err(_)))
-            || matches!(self.user, Some((_, Err(_), _)))
-            || self.send_attempts > 1
-    }
-}
-
-/// Steps 8 and 7's counter: one conditional write on the challenge and one
-/// on the user's counter, in the same round.
-async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Timestamp) -> Held {
-    let send = app.store.reserve_send(Reservation {
-        challenge,
-        now,
-        rules,
-    });
-    let max_per_user = app.config.max_codes_per_user;
-    if max_per_user == 0 {
-        let (send, send_attempts) = send.await;
-        return Held {
-            send: Some(send),
-            user: None,
-            send_attempts,
-        };
-    }
-    let window = RateWindow::containing(now, app.config.user_window_seconds);
-    let key = window.user_counter_key(&challenge.user_id);
-    let ((send, send_attempts), user) = tokio::join!(
-        send,
-        app.store
-            .count(&key, window.counter_expire_at(), max_per_user)
-    );
-    Held {
-        send: Some(send),
-        user: Some((key, user, window)),
-        send_attempts,
-    }
-}
-
 /// Steps 3 to 7 in their order, whatever order the calls ran in: the first
-/// failing step is the answer.
+/// failing step is the answer, and a failed write of step 8 (the
+/// reservation) or of step 7's counter only answers once every check before
+/// it passed.
 fn decide(
     user: Result<Option<User>, DependencyError>,
     sendable: Result<(), ApiError>,
@@ -379,7 +284,8 @@ fn decide(
     rules: SendRules,
     now: Timestamp,
 ) -> Result<User, ApiError> {
-    let refusal = match &held.send {
+    let reserved = held.send.as_ref().map(|s| &s.result);
+    let refusal = match reserved {
         Some(Ok(Reserved::Refused(current))) => Some(
             reservation_refusal(current.as_ref(), &challenge.user_id, rules, now)
                 .unwrap_or_else(|| store::unexplained_refusal().into()),
@@ -405,155 +311,27 @@ fn decide(
     if let Some(err) = refusal {
         return Err(err);
     }
-    if let Some(Err(err)) = &held.send {
+    // Step 7.
+    if let Some((_, counted, window)) = &held.user {
+        if counted.result == Ok(Count::LimitReached) {
+            return Err(ApiError::UserCodeLimitReached {
+                retry_after: now.secs_until(window.end),
+            });
+        }
+    }
+    // The writes that failed: the reservation's, then the user counter's.
+    if let Some(Err(err)) = reserved {
         return Err(err.clone().into());
     }
-    // Step 7.
     match &held.user {
-        Some((_, Ok(Count::LimitReached), window)) => Err(ApiError::UserCodeLimitReached {
-            retry_after: now.secs_until(window.end),
-        }),
-        Some((_, Err(err), _)) => Err(err.clone().into()),
+        Some((
+            _,
+            Attempted {
+                result: Err(err), ..
+            },
+            _,
+        )) => Err(err.clone().into()),
         _ => Ok(user),
-    }
-}
-
-/// The one place a reservation goes back: the challenge's send and the
-/// user's count, whichever this request certainly took. Each give-back is
-/// a single attempt; a failure is logged and leaves the counter one high.
-async fn give_back(app: &App, challenge: &Challenge, held: &Held, trace: &mut Trace) {
-    let send = async {
-        if held.took_send() {
-            app.store.give_back_send(challenge).await.map(|()| true)
-        } else {
-            Ok(false)
-        }
-    };
-    let user = async {
-        match held.took_user_count() {
-            Some(key) => app.store.give_back_count(key).await.map(|()| true),
-            None => Ok(false),
-        }
-    };
-    let (send, user) = tokio::join!(send, user);
-    let mut failed = held.unknown();
-    for result in [&send, &user] {
-        if let Err(err) = result {
-            failed = true;
-            tracing::error!(
-                service = err.service,
-                operation = err.operation,
-                detail = %err.detail,
-                "could not give a reservation back; its counter stays one high"
-            );
-        }
-    }
-    let gave = matches!(send, Ok(true)) || matches!(user, Ok(true));
-    trace.reservation = if failed {
-        ReservationFate::KeptUnsent
-    } else if gave {
-        ReservationFate::GivenBack
-    } else {
-        ReservationFate::None
-    };
-}
-
-/// Which limit a 429 came from (the four share one `errorType`), for the log.
-fn limit_name(err: &ApiError) -> &'static str {
-    match err {
-        ApiError::TooManyRequests { .. } => "caller",
-        ApiError::CodeLimitReached { .. } => "challenge_cap",
-        ApiError::ResendCooldown { .. } => "resend_cooldown",
-        ApiError::UserCodeLimitReached { .. } => "user_budget",
-        _ => "none",
-    }
-}
-
-/// One log line and one metrics line per request. Never the code, its hash,
-/// the secret or an address.
-fn log_request(
-    request_id: &str,
-    caller: &CallerIp,
-    outcome: &Result<(), ApiError>,
-    trace: &Trace,
-    status: u16,
-    started: Instant,
-    now: Timestamp,
-) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let error_type = outcome
-        .as_ref()
-        .map_or_else(ApiError::error_type, |()| "none");
-    let summary = match outcome {
-        Ok(()) => "sent",
-        Err(ApiError::Dependency(_)) => "failed",
-        Err(_) => "refused",
-    };
-    RequestMetrics {
-        timestamp_ms: now.millis(),
-        outcome: summary,
-        error_type,
-        duration_ms,
-        codes_sent: u32::from(outcome.is_ok()),
-        rate_limited: matches!(outcome, Err(ApiError::TooManyRequests { .. })),
-    }
-    .emit();
-    let challenge_id = trace.challenge_id.as_deref().unwrap_or("");
-    let message_id = trace.message_id.as_deref().unwrap_or("");
-    let reservation = trace.reservation.as_str();
-    let reserve_attempts = trace.reserve_attempts;
-    let from_memory = trace.refused_from_memory;
-    if reserve_attempts > 1 {
-        tracing::warn!(
-            request_id,
-            challenge_id,
-            reserve_attempts,
-            "the reservation write was retried: codesSent may count this request twice"
-        );
-    }
-    match outcome {
-        Ok(()) => tracing::info!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            challenge_id,
-            message_id,
-            recipients = trace.recipients,
-            reservation,
-            duration_ms,
-            "request served"
-        ),
-        Err(ApiError::Dependency(cause)) => tracing::error!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            challenge_id,
-            message_id,
-            reservation,
-            service = cause.service,
-            operation = cause.operation,
-            cause = %cause.detail,
-            duration_ms,
-            "request failed"
-        ),
-        Err(refusal) => tracing::info!(
-            request_id,
-            %caller,
-            status,
-            outcome = summary,
-            error_type,
-            limit = limit_name(refusal),
-            challenge_id,
-            message_id,
-            reservation,
-            from_memory,
-            duration_ms,
-            "request refused"
-        ),
     }
 }
 
@@ -590,8 +368,22 @@ mod tests {
         })))
     }
 
+    /// A write that timed out after it was sent: it may have counted.
     fn outage() -> DependencyError {
-        DependencyError::unavailable("DynamoDB", "UpdateItem", "timed out")
+        DependencyError::unavailable("DynamoDB", "UpdateItem", "timed out").applied_maybe(true)
+    }
+
+    /// A write throttled on every attempt: certainly not applied.
+    fn throttled() -> DependencyError {
+        DependencyError::unavailable("DynamoDB", "UpdateItem", "throttled")
+    }
+
+    fn once<T>(result: Result<T, DependencyError>) -> Attempted<T> {
+        Attempted {
+            result,
+            attempts: 1,
+            may_count_twice: false,
+        }
     }
 
     fn held(
@@ -600,9 +392,8 @@ mod tests {
     ) -> Held {
         let window = RateWindow::containing(NOW, 3_600);
         Held {
-            send,
-            user: user.map(|u| ("k".to_string(), u, window)),
-            send_attempts: 1,
+            send: send.map(once),
+            user: user.map(|u| ("k".to_string(), once(u), window)),
         }
     }
 
@@ -705,25 +496,36 @@ mod tests {
     }
 
     #[test]
-    fn each_429_names_its_limit_in_the_log() {
-        let cases = [
-            (ApiError::TooManyRequests { retry_after: 1 }, "caller"),
-            (
-                ApiError::CodeLimitReached { retry_after: 1 },
-                "challenge_cap",
-            ),
-            (
-                ApiError::ResendCooldown { retry_after: 1 },
-                "resend_cooldown",
-            ),
-            (
-                ApiError::UserCodeLimitReached { retry_after: 1 },
-                "user_budget",
-            ),
-            (ApiError::ChallengeNotFound, "none"),
-        ];
-        for (err, name) in cases {
-            assert_eq!(limit_name(&err), name, "{err:?}");
+    fn a_write_that_was_certainly_not_applied_is_not_unknown() {
+        let throttled_send = held(Some(Err(throttled())), Some(Ok(Count::Counted(1))));
+        assert!(!throttled_send.unknown());
+        assert_eq!(
+            answer(user(true), Ok(()), &throttled_send).map_err(|e| e.status().as_u16()),
+            Err(503)
+        );
+        let throttled_user = held(Some(Ok(Reserved::Taken)), Some(Err(throttled())));
+        assert!(!throttled_user.unknown());
+        let mut retried = held(Some(Ok(Reserved::Taken)), None);
+        if let Some(send) = retried.send.as_mut() {
+            send.may_count_twice = true;
         }
+        assert!(
+            retried.unknown(),
+            "a success after a lost attempt may count twice"
+        );
+    }
+
+    #[test]
+    fn the_budget_answers_before_a_failed_reservation_write() {
+        for failure in [outage(), throttled()] {
+            let both = held(Some(Err(failure)), Some(Ok(Count::LimitReached)));
+            assert_eq!(
+                answer(user(true), Ok(()), &both),
+                Err(ApiError::UserCodeLimitReached { retry_after: 2_600 })
+            );
+        }
+        // But the user checks still come first.
+        let both = held(Some(Err(outage())), Some(Ok(Count::LimitReached)));
+        assert_eq!(answer(Ok(None), Ok(()), &both), Err(ApiError::UserNotFound));
     }
 }

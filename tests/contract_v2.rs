@@ -1,7 +1,7 @@
-//! The behaviours contract version 2 added or changed, one test each,
-//! through the handler from events/-style requests against the stand-ins:
-//! whole-body validation, fractional times, reserve → send → commit and
-//! `lastMessageId`.
+//! The behaviours contract versions 2 and 3 added or changed, one test
+//! each, through the handler from events/-style requests against the
+//! stand-ins: whole-body validation, fractional times, reserve → send →
+//! commit, and each code stored under its SES message id.
 
 // In a test, a failed assumption should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -91,10 +91,13 @@ async fn a_fractional_expire_at_from_a_javascript_login_flow_works() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(emails_to(&address).len(), 1);
     let stored = env.challenge_item(&id).await;
-    assert_eq!(
-        n(&stored, "codeExpireAt"),
-        Some(expire.floor() as i64),
-        "capped by the challenge, written whole"
+    // Capped by the challenge, written whole.
+    assert_stored(
+        &stored,
+        &id,
+        &emails_to(&address)[0],
+        env.now.secs(),
+        expire.floor() as i64,
     );
     assert_eq!(n(&stored, "lastCodeSentAt"), Some(env.now.secs()));
 
@@ -118,24 +121,60 @@ async fn the_commit_stores_ses_message_id_and_the_code_the_user_received() {
     assert_eq!(mail.len(), 1);
     let item = env.challenge_item(&challenge).await;
     assert_eq!(
-        s(&item, "lastMessageId"),
-        mail[0]["messageId"].as_str().map(String::from),
+        trace.message_id.as_deref(),
+        mail[0]["messageId"].as_str(),
         "SES's MessageId"
     );
-    assert_eq!(trace.message_id, s(&item, "lastMessageId"));
-    assert!(send_email_code::verify(
-        SECRET.as_bytes(),
+    assert_stored(
+        &item,
         &challenge,
-        &code_in(&mail[0]),
-        &s(&item, "codeHash").unwrap(),
-        n(&item, "codeExpireAt").unwrap(),
-        env.now.secs()
-    ));
+        &mail[0],
+        env.now.secs(),
+        env.now.secs() + 600,
+    );
+    assert_eq!(stored_codes(&item).len(), 1);
+}
+
+/// Contract v3: a resend adds an entry and keeps the first, so the code of
+/// the email that arrives last still works, whichever email it is.
+#[tokio::test]
+async fn after_a_resend_both_codes_are_stored_each_under_its_message_id() {
+    let env = Env::new().await;
+    let (challenge, _, address) = env.email_challenge().await;
+    let app = env.app(&[]);
+    let later = Timestamp::from_secs(env.now.secs() + 40);
+    for now in [env.now, later] {
+        assert_eq!(call(&app, &post(&challenge), now).await.status, 200);
+    }
+    let mail = emails_to(&address);
+    assert_eq!(mail.len(), 2);
+    assert_ne!(
+        code_in(&mail[0]),
+        code_in(&mail[1]),
+        "a fresh code each time"
+    );
+    let item = env.challenge_item(&challenge).await;
+    assert_eq!(stored_codes(&item).len(), 2);
+    assert_stored(
+        &item,
+        &challenge,
+        &mail[0],
+        env.now.secs(),
+        env.now.secs() + 600,
+    );
+    assert_stored(
+        &item,
+        &challenge,
+        &mail[1],
+        later.secs(),
+        later.secs() + 600,
+    );
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(later.secs()));
 }
 
 /// The case fixed examples never caught: a delivered code P, then several
 /// resends at once while SES refuses. Every resend answers 503, and P is
-/// still the stored code, with the cap unspent.
+/// still the only stored code, with the cap unspent.
 #[tokio::test]
 async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
     let env = Env::new().await;
@@ -158,18 +197,12 @@ async fn concurrent_failed_resends_leave_the_delivered_code_in_place() {
     }
     assert_eq!(emails_to(&address).len(), 1, "nothing else went out");
     let after = env.challenge_item(&challenge).await;
-    assert_eq!(s(&after, "codeHash"), s(&before, "codeHash"));
+    assert_eq!(stored_codes(&after), stored_codes(&before));
     assert_eq!(
         n(&after, "codesSent"),
         n(&before, "codesSent"),
         "all given back"
     );
-    assert!(send_email_code::verify(
-        SECRET.as_bytes(),
-        &challenge,
-        &delivered,
-        &s(&after, "codeHash").unwrap(),
-        n(&after, "codeExpireAt").unwrap(),
-        env.now.secs()
-    ));
+    let entry = stored_codes(&after).into_values().next().unwrap();
+    assert_eq!(entry.code_hash, expected_hash(&challenge, &delivered));
 }

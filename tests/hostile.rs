@@ -1,7 +1,7 @@
 //! A fixed corpus of hostile requests, through the handler against the real
 //! stand-ins: each gets a 4xx JSON answer with the right errorType, never a
-//! 5xx or a panic. (Event-level damage that lambda_http itself cannot parse
-//! never reaches the handler; see the Security section of the README.)
+//! 5xx or a panic. (Damage to the event itself, beyond its body, is
+//! tests/events.rs's.)
 
 // In a test, a failed assumption should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -226,6 +226,18 @@ async fn hostile_bodies_get_the_right_4xx() {
             "JSON with BOM",
             b"\xef\xbb\xbf{\"challengeId\":\"x\"}".to_vec(),
             JSON,
+            "error-parameter-required",
+        ),
+        (
+            "form with BOM before another field",
+            b"\xef\xbb\xbfx=1&challengeId=x".to_vec(),
+            FORM,
+            "error-parameter-required",
+        ),
+        (
+            "form with BOM",
+            b"\xef\xbb\xbfchallengeId=x".to_vec(),
+            FORM,
             "error-parameter-required",
         ),
         (

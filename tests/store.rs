@@ -8,7 +8,11 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
@@ -51,7 +55,7 @@ async fn reserve(store: &Store, c: &Challenge, now: Timestamp, rules: SendRules)
             rules,
         })
         .await
-        .0
+        .result
         .expect("no service error")
 }
 
@@ -71,14 +75,14 @@ async fn reservation_counts_a_send_and_touches_no_code_attribute() {
     );
     let item = env.challenge_item(&id).await;
     assert_eq!(n(&item, "codesSent"), Some(1));
-    for name in [
-        "codeHash",
-        "codeExpireAt",
-        "lastCodeSentAt",
-        "lastMessageId",
-    ] {
-        assert!(!item.contains_key(name), "{name} written by a reservation");
-    }
+    assert!(!item.contains_key("lastCodeSentAt"));
+    assert_eq!(
+        entries(&item).map(|m| m.len()),
+        Some(0),
+        "the reservation makes an empty codes map and no entry"
+    );
+    reserve(&store, &read, env.now, RULES).await;
+    assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(2));
 }
 
 #[tokio::test]
@@ -239,57 +243,129 @@ async fn give_back_leaves_a_deleted_or_reassigned_challenge_alone() {
     assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(1));
 }
 
+/// The `codes` map of a challenge item.
+fn entries(item: &Item) -> Option<&HashMap<String, AttributeValue>> {
+    item.get("codes").and_then(|v| v.as_m().ok())
+}
+
+/// One entry's (codeHash, expireAt, sentAt).
+fn entry(item: &Item, message_id: &str) -> Option<(String, i64, i64)> {
+    let e = entries(item)?.get(message_id)?.as_m().ok()?;
+    Some((s(e, "codeHash")?, n(e, "expireAt")?, n(e, "sentAt")?))
+}
+
+fn hash_for(id: &str) -> CodeHash {
+    CodeHash::new(SECRET.as_bytes(), id, &Code::generate().unwrap())
+}
+
+fn commit<'a>(read: &'a Challenge, hash: &'a CodeHash, sent_at: i64, msg: &'a str) -> Commit<'a> {
+    Commit {
+        challenge: read,
+        code_hash: hash,
+        code_expire_at: EpochSeconds::from(sent_at + 600),
+        sent_at: EpochSeconds::from(sent_at),
+        message_id: msg,
+    }
+}
+
 #[tokio::test]
-async fn commit_stores_the_code_attributes_and_nothing_else() {
+async fn each_commit_adds_its_own_entry_and_keeps_every_other_attribute() {
     let (env, store, id, read) = setup().await;
+    reserve(&store, &read, env.now, RULES).await;
     env.update_challenge(&id, "SET attempts = :a", json!({":a": 2}))
         .await;
-    let hash = CodeHash::new(SECRET.as_bytes(), &id, &Code::generate().unwrap());
-    let committed = store
-        .commit_code(Commit {
-            challenge: &read,
-            code_hash: &hash,
-            code_expire_at: EpochSeconds::from(1_234),
-            sent_at: EpochSeconds::from(1_000),
-            message_id: "msg-1",
-        })
-        .await
-        .unwrap();
-    assert_eq!(committed, Committed::Stored);
+    let (first, second) = (hash_for(&id), hash_for(&id));
+    for (hash, at, msg) in [(&first, 1_000, "msg-1"), (&second, 1_010, "msg-2")] {
+        assert_eq!(
+            store
+                .commit_code(commit(&read, hash, at, msg))
+                .await
+                .unwrap(),
+            Committed::Stored
+        );
+    }
     let item = env.challenge_item(&id).await;
-    assert_eq!(s(&item, "codeHash").as_deref(), Some(hash.as_str()));
-    assert_eq!(n(&item, "codeExpireAt"), Some(1_234));
-    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_000));
-    assert_eq!(s(&item, "lastMessageId").as_deref(), Some("msg-1"));
+    assert_eq!(
+        entry(&item, "msg-1"),
+        Some((first.as_str().to_string(), 1_600, 1_000))
+    );
+    assert_eq!(
+        entry(&item, "msg-2"),
+        Some((second.as_str().to_string(), 1_610, 1_010))
+    );
+    assert_eq!(entries(&item).map(|m| m.len()), Some(2));
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_010));
     assert_eq!(
         n(&item, "attempts"),
         Some(2),
         "a verifier's counter is kept"
     );
-    assert!(!item.contains_key("codesSent"), "the commit counts nothing");
+    assert_eq!(n(&item, "codesSent"), Some(1), "the commit counts nothing");
+    for gone in ["codeHash", "codeExpireAt", "lastMessageId"] {
+        assert!(!item.contains_key(gone), "{gone} is not written any more");
+    }
+}
+
+#[tokio::test]
+async fn a_commit_landing_after_a_newer_one_keeps_the_newer_time_and_entry() {
+    let (env, store, id, read) = setup().await;
+    reserve(&store, &read, env.now, RULES).await;
+    let (older, newer) = (hash_for(&id), hash_for(&id));
+    store
+        .commit_code(commit(&read, &newer, 1_010, "msg-new"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .commit_code(commit(&read, &older, 1_000, "msg-old"))
+            .await
+            .unwrap(),
+        Committed::Stored
+    );
+    let item = env.challenge_item(&id).await;
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_010), "never moves back");
+    assert_eq!(entry(&item, "msg-old").map(|e| e.2), Some(1_000));
+    assert_eq!(
+        entry(&item, "msg-new").map(|e| e.0),
+        Some(newer.as_str().to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_commit_on_a_challenge_replaced_since_its_reservation_starts_its_map() {
+    // No reservation made the map (the item was written again meanwhile).
+    let (env, store, id, read) = setup().await;
+    let hash = hash_for(&id);
+    assert_eq!(
+        store
+            .commit_code(commit(&read, &hash, 1_000, "msg-1"))
+            .await
+            .unwrap(),
+        Committed::Stored
+    );
+    let item = env.challenge_item(&id).await;
+    assert_eq!(entry(&item, "msg-1").map(|e| e.1), Some(1_600));
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_000));
 }
 
 #[tokio::test]
 async fn commit_on_a_deleted_or_reassigned_challenge_writes_nothing() {
     let (env, store, id, read) = setup().await;
-    let hash = CodeHash::new(SECRET.as_bytes(), &id, &Code::generate().unwrap());
-    let commit = Commit {
-        challenge: &read,
-        code_hash: &hash,
-        code_expire_at: EpochSeconds::from(1_234),
-        sent_at: EpochSeconds::from(1_000),
-        message_id: "msg-1",
-    };
+    reserve(&store, &read, env.now, RULES).await;
+    let hash = hash_for(&id);
+    let c = commit(&read, &hash, 1_000, "msg-1");
     env.update_challenge(&id, "SET userId = :u", json!({":u": "someone-else"}))
         .await;
     assert_eq!(
-        store.commit_code(commit).await.unwrap(),
+        store.commit_code(c).await.unwrap(),
         Committed::ChallengeGone
     );
-    assert!(!env.challenge_item(&id).await.contains_key("codeHash"));
+    let item = env.challenge_item(&id).await;
+    assert_eq!(entries(&item).map(|m| m.len()), Some(0));
+    assert!(!item.contains_key("lastCodeSentAt"));
     env.delete_challenge(&id).await;
     assert_eq!(
-        store.commit_code(commit).await.unwrap(),
+        store.commit_code(c).await.unwrap(),
         Committed::ChallengeGone
     );
     assert!(env
@@ -299,18 +375,69 @@ async fn commit_on_a_deleted_or_reassigned_challenge_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_commit_whose_first_attempt_lands_after_a_newer_commit_changes_nothing() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    reserve(&store, &read, env.now, RULES).await;
+    let (a, b) = (hash_for(&id), hash_for(&id));
+    // A's first attempt is held past the attempt timeout; the SDK's retry
+    // lands first, then B commits, then A's first attempt reaches DynamoDB.
+    proxy.set_next(
+        Fault::DelayRequest(aws::ATTEMPT_TIMEOUT + Duration::from_millis(1_200)),
+        1,
+    );
+    assert_eq!(
+        store
+            .commit_code(commit(&read, &a, 1_000, "msg-a"))
+            .await
+            .unwrap(),
+        Committed::Stored
+    );
+    store
+        .commit_code(commit(&read, &b, 1_030, "msg-b"))
+        .await
+        .unwrap();
+    proxy.settle().await;
+    assert_eq!(
+        proxy.hits.load(Ordering::SeqCst),
+        1,
+        "A's first attempt was held"
+    );
+    let item = env.challenge_item(&id).await;
+    assert_eq!(n(&item, "lastCodeSentAt"), Some(1_030));
+    assert_eq!(
+        entry(&item, "msg-a").map(|e| e.0),
+        Some(a.as_str().to_string())
+    );
+    assert_eq!(
+        entry(&item, "msg-b").map(|e| e.0),
+        Some(b.as_str().to_string())
+    );
+}
+
+#[tokio::test]
 async fn counter_never_passes_the_limit_and_refusals_write_nothing() {
     let env = Env::new().await;
     let store = Store::new(env.db.clone(), &config(&[]));
     let key = unique("sendEmailCode#test#");
     for expected in 1..=3 {
         assert_eq!(
-            store.count(&key, EpochSeconds::from(999), 3).await.unwrap(),
+            store
+                .count(&key, EpochSeconds::from(999), 3)
+                .await
+                .result
+                .unwrap(),
             Count::Counted(expected)
         );
     }
     assert_eq!(
-        store.count(&key, EpochSeconds::from(999), 3).await.unwrap(),
+        store
+            .count(&key, EpochSeconds::from(999), 3)
+            .await
+            .result
+            .unwrap(),
         Count::LimitReached
     );
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
@@ -323,11 +450,23 @@ async fn counter_give_back_frees_one_place_and_creates_nothing() {
     let env = Env::new().await;
     let store = Store::new(env.db.clone(), &config(&[]));
     let key = unique("sendEmailCode#user#test#");
-    store.count(&key, EpochSeconds::from(999), 2).await.unwrap();
-    store.count(&key, EpochSeconds::from(999), 2).await.unwrap();
+    store
+        .count(&key, EpochSeconds::from(999), 2)
+        .await
+        .result
+        .unwrap();
+    store
+        .count(&key, EpochSeconds::from(999), 2)
+        .await
+        .result
+        .unwrap();
     store.give_back_count(&key).await.unwrap();
     assert_eq!(
-        store.count(&key, EpochSeconds::from(999), 2).await.unwrap(),
+        store
+            .count(&key, EpochSeconds::from(999), 2)
+            .await
+            .result
+            .unwrap(),
         Count::Counted(2)
     );
     let absent = unique("sendEmailCode#user#none#");
@@ -362,8 +501,10 @@ async fn a_counter_retry_refused_by_its_own_first_attempt_is_unknown_not_over_th
     let err = store
         .count(&key, EpochSeconds::from(999), 1)
         .await
+        .result
         .expect_err("not a refusal");
     assert_eq!(err.kind, FaultKind::Unavailable, "{err}");
+    assert!(err.may_have_applied, "{err}");
     let item = env.get(&tables().rate_limits, "pk", &key).await.unwrap();
     assert_eq!(n(&item, "count"), Some(1), "the first attempt did count");
 }
@@ -375,15 +516,16 @@ async fn a_reservation_retried_after_a_late_answer_reports_its_attempts() {
     let (id, _, _) = env.email_challenge().await;
     let read = read(&store, &id).await;
     answer_next_late(&proxy);
-    let (reserved, attempts) = store
+    let reserved = store
         .reserve_send(Reservation {
             challenge: &read,
             now: env.now,
             rules: RULES,
         })
         .await;
-    assert_eq!(reserved.unwrap(), Reserved::Taken);
-    assert_eq!(attempts, 2, "the SDK retried the write");
+    assert_eq!(reserved.result.unwrap(), Reserved::Taken);
+    assert_eq!(reserved.attempts, 2, "the SDK retried the write");
+    assert!(reserved.may_count_twice);
     assert_eq!(
         n(&env.challenge_item(&id).await, "codesSent"),
         Some(2),
@@ -402,15 +544,89 @@ async fn a_reservation_retry_refused_by_its_own_first_attempt_is_unknown_not_the
         max_codes: 1,
         cooldown_secs: 0,
     };
-    let (reserved, attempts) = store
+    let reserved = store
         .reserve_send(Reservation {
             challenge: &read,
             now: env.now,
             rules: one,
         })
         .await;
-    assert_eq!(attempts, 2);
-    let err = reserved.expect_err("the outcome is unknown");
+    assert_eq!(reserved.attempts, 2);
+    let err = reserved.result.expect_err("the outcome is unknown");
     assert_eq!(err.kind, FaultKind::Unavailable);
+    assert!(err.may_have_applied);
     assert_eq!(n(&env.challenge_item(&id).await, "codesSent"), Some(1));
 }
+
+#[tokio::test]
+async fn a_write_throttled_then_refused_is_a_plain_refusal() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let key = unique("sendEmailCode#throttled#");
+    store
+        .count(&key, EpochSeconds::from(999), 1)
+        .await
+        .result
+        .unwrap();
+    proxy.set_next(THROTTLED, 1);
+    let counted = store.count(&key, EpochSeconds::from(999), 1).await;
+    assert_eq!(counted.attempts, 2, "the throttled attempt was retried");
+    assert_eq!(counted.result, Ok(Count::LimitReached));
+
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    let one = SendRules {
+        max_codes: 1,
+        cooldown_secs: 0,
+    };
+    reserve(&store, &read, env.now, one).await;
+    proxy.set_next(THROTTLED, 1);
+    let refused = store
+        .reserve_send(Reservation {
+            challenge: &read,
+            now: env.now,
+            rules: one,
+        })
+        .await;
+    assert_eq!(refused.attempts, 2);
+    assert!(!refused.may_count_twice);
+    let Ok(Reserved::Refused(current)) = refused.result else {
+        panic!("a plain refusal, got {:?}", refused.result)
+    };
+    assert!(matches!(
+        reservation_refusal(current.as_ref(), &read.user_id, one, env.now),
+        Some(ApiError::CodeLimitReached { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_write_refused_after_a_server_error_is_unknown() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let key = unique("sendEmailCode#5xx#");
+    store
+        .count(&key, EpochSeconds::from(999), 1)
+        .await
+        .result
+        .unwrap();
+    proxy.set_next(
+        Fault::Refuse {
+            status: 500,
+            code: "InternalServerError",
+        },
+        1,
+    );
+    let err = store
+        .count(&key, EpochSeconds::from(999), 1)
+        .await
+        .result
+        .expect_err("a 5xx may have been applied");
+    assert_eq!(err.kind, FaultKind::Unavailable);
+    assert!(err.may_have_applied);
+}
+
+/// DynamoDB's throttling answer (sent as a 400).
+const THROTTLED: Fault = Fault::Refuse {
+    status: 400,
+    code: "ThrottlingException",
+};

@@ -7,7 +7,7 @@ use aws_sdk_sesv2::operation::send_email::builders::SendEmailFluentBuilder;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use aws_sdk_sesv2::Client;
 
-use super::sdk_error::{self, dependency_error, may_have_been_applied};
+use super::sdk_error::{self, dependency_error, AttemptLog, ErrorAnswers};
 use crate::config::Config;
 use crate::domain::error::{DependencyError, FaultKind};
 use crate::email::RenderedEmail;
@@ -42,39 +42,46 @@ impl Mailer {
     }
 
     /// Sends one message to all `recipients` (one user's own addresses) and
-    /// returns SES's message id once SES has accepted it. A refusal, or a
-    /// connection that never opened, is tried once more when it was
-    /// transient; an attempt whose outcome is unknown is never repeated.
+    /// returns SES's message id once SES has accepted it. A failure that
+    /// certainly did not reach SES's acceptance (an error answer, or a
+    /// request that never left) is tried once more when it was transient.
+    /// A failure that may have been accepted (the request was sent and the
+    /// answer lost, or a success without a message id) is never repeated and
+    /// says so in `may_have_applied`.
     pub async fn send(
         &self,
         recipients: &[String],
         email: &RenderedEmail,
-    ) -> Result<String, SendFailure> {
-        let input = self.input(recipients, email).map_err(|error| SendFailure {
-            error,
-            maybe_accepted: false,
-        })?;
+    ) -> Result<String, DependencyError> {
+        let input = self.input(recipients, email)?;
         let mut attempt = 1;
         loop {
+            let log = AttemptLog::new(ErrorAnswers::NeverApplied);
             let result = input
                 .clone()
                 .customize()
                 .config_override(
                     aws_sdk_sesv2::config::Builder::default().retry_config(RetryConfig::disabled()),
                 )
+                .interceptor(log.clone())
                 .send()
                 .await;
-            let err = match result {
-                Ok(out) => return Ok(out.message_id.unwrap_or_default()),
-                Err(err) => err,
+            let error = match result {
+                Ok(out) => {
+                    return match out.message_id {
+                        Some(id) if !id.is_empty() => Ok(id),
+                        _ => Err(sdk_error::answer_without(
+                            SERVICE,
+                            "SendEmail",
+                            "a message id",
+                        )),
+                    }
+                }
+                Err(err) => dependency_error(SERVICE, "SendEmail", &err, &log),
             };
-            let failure = SendFailure {
-                error: dependency_error(SERVICE, "SendEmail", &err),
-                maybe_accepted: may_have_been_applied(&err),
-            };
-            let transient = failure.error.kind == FaultKind::Unavailable;
-            if failure.maybe_accepted || !transient || attempt >= MAX_SEND_ATTEMPTS {
-                return Err(failure);
+            let transient = error.kind == FaultKind::Unavailable;
+            if error.may_have_applied || !transient || attempt >= MAX_SEND_ATTEMPTS {
+                return Err(error);
             }
             attempt += 1;
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -120,16 +127,6 @@ impl Mailer {
             .email_tags(tag)
             .set_configuration_set_name(self.configuration_set.clone()))
     }
-}
-
-/// Why SES did not take a message, and whether it may have anyway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFailure {
-    /// What failed, for the answer and the log.
-    pub error: DependencyError,
-    /// True when the request may have reached SES and been accepted (it
-    /// timed out after it was sent): the send is not given back then.
-    pub maybe_accepted: bool,
 }
 
 fn build_error() -> DependencyError {

@@ -1,14 +1,33 @@
-//! Reading SDK errors: which failure a call met, whether it may still have
-//! been carried out, and how many attempts it took. Every dependency error
-//! of the AWS side is built here.
+//! Reading SDK failures: what each attempt of a call did on the wire, what
+//! that means for the call (503 or 500; may it still have been carried
+//! out?), and every dependency error of the AWS side, built here.
+//!
+//! What reached the dependency decides, attempt by attempt ([`Reach`]):
+//!
+//! | the attempt                                                       | [`Reach`]        | may have been carried out |
+//! |-------------------------------------------------------------------|------------------|---------------------------|
+//! | no connection was made: DNS failure, refused, no route, TLS       | `NeverSent`      | no                        |
+//! | handshake failure, connect timeout, a timeout before one existed  |                  |                           |
+//! | answered 4xx (throttling included: DynamoDB sends it as a 400)    | `Answered(4xx)`  | no                        |
+//! | answered 5xx                                                      | `Answered(5xx)`  | DynamoDB: yes; SES: no    |
+//! | answered 2xx (an answer the SDK could not read included)          | `Answered(2xx)`  | yes                       |
+//! | a connection carried it, then a timeout or a cut with no answer   | `LostAfterSend`  | yes                       |
+//!
+//! A call may have been carried out when any of its attempts may have. A
+//! server error is read per service ([`ErrorAnswers`]): SES answers an
+//! error only for a message it did not accept; a DynamoDB write answered
+//! 5xx may still have been applied.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::connection::CaptureSmithyConnection;
 
 use crate::domain::error::{DependencyError, FaultKind};
 
@@ -25,13 +44,174 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailableException",
 ];
 
-/// Classifies an SDK error. The detail keeps the error's kind, code and
+/// What one attempt of a call did on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// No connection was made, so the request never left.
+    NeverSent,
+    /// The service answered with this HTTP status.
+    Answered(u16),
+    /// A connection carried the request, then it timed out or was lost
+    /// before an answer came.
+    LostAfterSend,
+}
+
+/// What a service's error answers say about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorAnswers {
+    /// A 5xx may come after the request was carried out (DynamoDB).
+    #[default]
+    ServerErrorsMayHaveApplied,
+    /// Any error answer means the request was not carried out (SES: an
+    /// error is answered instead of accepting the message).
+    NeverApplied,
+}
+
+impl Reach {
+    /// Whether the service, answering errors as `answers` says, may have
+    /// carried this attempt out.
+    pub fn may_have_applied(self, answers: ErrorAnswers) -> bool {
+        match self {
+            Self::NeverSent => false,
+            Self::Answered(status) if (400..500).contains(&status) => false,
+            Self::Answered(status) if status >= 500 => {
+                answers == ErrorAnswers::ServerErrorsMayHaveApplied
+            }
+            Self::Answered(_) | Self::LostAfterSend => true,
+        }
+    }
+}
+
+/// Records, for one call, what each of its attempts did ([`Reach`]). Given
+/// to the call as an interceptor; read once the call has ended.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptLog(Arc<Mutex<Attempts>>, ErrorAnswers);
+
+#[derive(Debug, Default)]
+struct Attempts {
+    done: Vec<Reach>,
+    /// The current attempt reached the transmit step.
+    transmitted: bool,
+    /// Where the HTTP client reports the current attempt's connection.
+    connection: Option<CaptureSmithyConnection>,
+}
+
+impl AttemptLog {
+    /// A log for a service whose error answers read as `answers` says.
+    pub fn new(answers: ErrorAnswers) -> Self {
+        Self(Arc::default(), answers)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Attempts) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// What each attempt so far did, in order.
+    pub fn reaches(&self) -> Vec<Reach> {
+        self.with(|a| a.done.clone())
+    }
+
+    /// Attempts so far.
+    pub fn count(&self) -> u32 {
+        self.with(|a| u32::try_from(a.done.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Whether any attempt so far may have been carried out.
+    pub fn may_have_applied(&self) -> bool {
+        let answers = self.1;
+        self.with(|a| a.done.iter().any(|r| r.may_have_applied(answers)))
+    }
+
+    /// Whether an attempt before the last may have been carried out.
+    pub fn earlier_may_have_applied(&self) -> bool {
+        let answers = self.1;
+        self.with(|a| match a.done.split_last() {
+            Some((_, earlier)) => earlier.iter().any(|r| r.may_have_applied(answers)),
+            None => false,
+        })
+    }
+}
+
+impl Intercept for AttemptLog {
+    fn name(&self) -> &'static str {
+        "AttemptLog"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.with(|a| {
+            a.transmitted = false;
+            a.connection = None;
+        });
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // The SDK's connection-poisoning interceptor puts a capture on every
+        // request and the HTTP client fills it once a connection (TLS
+        // included) is up. Share that one; add one only if it is missing.
+        let request = context.request_mut();
+        let capture = match request.extension::<CaptureSmithyConnection>() {
+            Some(capture) => capture.clone(),
+            None => {
+                let capture = CaptureSmithyConnection::new();
+                request.add_extension(capture.clone());
+                capture
+            }
+        };
+        self.with(|a| {
+            a.transmitted = true;
+            a.connection = Some(capture);
+        });
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let status = context.response().map(|r| r.status().as_u16());
+        self.with(|a| {
+            let connected = a.connection.as_ref().map(|c| c.get().is_some());
+            let reach = attempt_reach(a.transmitted, connected, status);
+            a.done.push(reach);
+        });
+        Ok(())
+    }
+}
+
+/// One attempt's [`Reach`] from what was seen of it: whether it got to the
+/// transmit step, whether a connection was up (`None`: the HTTP client
+/// does not say, so it may have been), and the answer's status.
+fn attempt_reach(transmitted: bool, connected: Option<bool>, status: Option<u16>) -> Reach {
+    match (transmitted, connected, status) {
+        (_, _, Some(status)) => Reach::Answered(status),
+        (false, _, None) | (true, Some(false), None) => Reach::NeverSent,
+        (true, Some(true) | None, None) => Reach::LostAfterSend,
+    }
+}
+
+/// Classifies a failed call: 503 (throttled, timed out, unreachable, a
+/// server error) or 500 (anything else), and whether it may still have been
+/// carried out (from `log`). The detail keeps the error's kind, code and
 /// HTTP status only: service messages can quote recipients (SES does), so
 /// they are left out of logs.
 pub fn dependency_error<E>(
     service: &'static str,
     operation: &'static str,
     err: &SdkError<E, HttpResponse>,
+    log: &AttemptLog,
 ) -> DependencyError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -68,23 +248,40 @@ where
             "request could not be built".to_string(),
         ),
     };
-    DependencyError::new(service, operation, kind, detail)
+    let reaches = log.reaches();
+    let last = reaches.last().map_or("none", |r| match r {
+        Reach::NeverSent => "never sent",
+        Reach::Answered(_) => "answered",
+        Reach::LostAfterSend => "lost after it was sent",
+    });
+    DependencyError::new(
+        service,
+        operation,
+        kind,
+        format!("{detail}; {} attempt(s), the last {last}", reaches.len()),
+    )
+    .applied_maybe(log.may_have_applied())
 }
 
-/// A conditional write refused after the SDK retried it may have been
-/// refused because of its own first attempt, applied but unanswered: then
-/// its outcome is unknown, not a refusal (and it may have counted).
-pub fn refused_unless_retried(
+/// A conditional write refused on its last attempt is a plain refusal when
+/// no earlier attempt may have been carried out. Otherwise that attempt may
+/// be what the condition now refuses: the outcome is unknown (503), and the
+/// write may have counted.
+pub fn refusal(
     service: &'static str,
     operation: &'static str,
-    attempts: u32,
+    log: &AttemptLog,
 ) -> Result<(), DependencyError> {
-    if attempts > 1 {
+    if log.may_have_applied() {
         Err(DependencyError::unavailable(
             service,
             operation,
-            format!("condition refused on attempt {attempts}: outcome unknown"),
-        ))
+            format!(
+                "condition refused on attempt {} after an attempt that may have been applied: outcome unknown",
+                log.count()
+            ),
+        )
+        .applied_maybe(true))
     } else {
         Ok(())
     }
@@ -114,62 +311,97 @@ pub fn unexplained_refusal(service: &'static str, operation: &'static str) -> De
     )
 }
 
-/// Whether a failed call may still have been carried out by the service:
-/// false only when the service answered with an error, or the request
-/// never left (the connection was refused or timed out while opening).
-pub fn may_have_been_applied<E>(err: &SdkError<E, HttpResponse>) -> bool
-where
-    E: std::error::Error + 'static,
-{
-    match err {
-        SdkError::ConstructionFailure(_) | SdkError::ServiceError(_) => false,
-        SdkError::ResponseError(_) => err.raw_response().is_some_and(|r| r.status().is_success()),
-        // No read timeout is configured, so a dispatch timeout is the
-        // connect timeout: nothing was sent.
-        SdkError::DispatchFailure(failure) => !(failure.is_timeout() || is_refused(err)),
-        _ => true,
-    }
+/// A success answer without what it must carry (SES's message id): the
+/// call was carried out, but its result cannot be used.
+pub fn answer_without(
+    service: &'static str,
+    operation: &'static str,
+    what: &str,
+) -> DependencyError {
+    DependencyError::internal(service, operation, format!("success answer without {what}"))
+        .applied_maybe(true)
 }
 
-/// A connection refused by the peer, anywhere in the error's sources.
-fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(current) = source {
-        if current
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return true;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_attempt_is_read_from_what_was_seen_of_it() {
+        // (got to transmit, connection up, status) → reach
+        let cases = [
+            ((false, None, None), Reach::NeverSent),
+            ((false, Some(false), None), Reach::NeverSent),
+            ((true, Some(false), None), Reach::NeverSent),
+            ((true, Some(true), None), Reach::LostAfterSend),
+            ((true, None, None), Reach::LostAfterSend),
+            ((true, Some(true), Some(400)), Reach::Answered(400)),
+            ((true, Some(true), Some(503)), Reach::Answered(503)),
+            ((true, None, Some(200)), Reach::Answered(200)),
+        ];
+        for ((transmitted, connected, status), want) in cases {
+            assert_eq!(
+                attempt_reach(transmitted, connected, status),
+                want,
+                "{transmitted} {connected:?} {status:?}"
+            );
         }
-        source = current.source();
-    }
-    false
-}
-
-/// Counts the attempts the SDK makes for one call, so a retried write (which
-/// may have been applied twice) can be logged.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptCounter(Arc<AtomicU32>);
-
-impl AttemptCounter {
-    /// Attempts so far.
-    pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Intercept for AttemptCounter {
-    fn name(&self) -> &'static str {
-        "AttemptCounter"
     }
 
-    fn read_before_attempt(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    #[test]
+    fn what_each_attempt_may_have_carried_out_per_service() {
+        // reach → (DynamoDB: may have applied, SES: may have accepted)
+        let cases = [
+            (Reach::NeverSent, (false, false)),
+            (Reach::Answered(400), (false, false)),
+            (Reach::Answered(403), (false, false)),
+            (Reach::Answered(429), (false, false)),
+            (Reach::Answered(499), (false, false)),
+            (Reach::Answered(500), (true, false)),
+            (Reach::Answered(503), (true, false)),
+            (Reach::Answered(200), (true, true)),
+            (Reach::Answered(399), (true, true)),
+            (Reach::LostAfterSend, (true, true)),
+        ];
+        for (reach, (dynamodb, ses)) in cases {
+            let read = |answers| reach.may_have_applied(answers);
+            assert_eq!(
+                read(ErrorAnswers::ServerErrorsMayHaveApplied),
+                dynamodb,
+                "DynamoDB {reach:?}"
+            );
+            assert_eq!(read(ErrorAnswers::NeverApplied), ses, "SES {reach:?}");
+        }
+    }
+
+    fn log_of(reaches: &[Reach]) -> AttemptLog {
+        let log = AttemptLog::new(ErrorAnswers::ServerErrorsMayHaveApplied);
+        log.with(|a| a.done = reaches.to_vec());
+        log
+    }
+
+    #[test]
+    fn a_refusal_after_attempts_that_were_not_applied_is_plain() {
+        let throttled_then_refused = log_of(&[Reach::Answered(400), Reach::Answered(400)]);
+        assert!(refusal("S", "Op", &throttled_then_refused).is_ok());
+        let never_sent_then_refused = log_of(&[Reach::NeverSent, Reach::Answered(400)]);
+        assert!(refusal("S", "Op", &never_sent_then_refused).is_ok());
+        assert!(refusal("S", "Op", &log_of(&[Reach::Answered(400)])).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_after_an_attempt_that_may_have_applied_is_unknown() {
+        for first in [Reach::LostAfterSend, Reach::Answered(500)] {
+            let err = refusal("S", "Op", &log_of(&[first, Reach::Answered(400)])).unwrap_err();
+            assert_eq!(err.kind, FaultKind::Unavailable);
+            assert!(err.may_have_applied, "{first:?}");
+        }
+    }
+
+    #[test]
+    fn a_success_without_its_result_is_internal_and_may_have_applied() {
+        let err = answer_without("SES", "SendEmail", "a message id");
+        assert_eq!(err.kind, FaultKind::Internal);
+        assert!(err.may_have_applied);
     }
 }

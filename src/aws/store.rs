@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::SdkError;
 
-use super::sdk_error::{self, dependency_error, AttemptCounter};
+use super::sdk_error::{self, dependency_error, AttemptLog, ErrorAnswers};
 use crate::config::Config;
 use crate::domain::challenge::{Challenge, ChallengeId, ChallengeMethod, SendRules};
 use crate::domain::code::CodeHash;
@@ -31,6 +31,29 @@ pub struct Store {
     challenges_table: String,
     users_table: String,
     rate_limit_table: String,
+}
+
+/// A write's result, with what its attempts leave uncertain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempted<T> {
+    /// The result of the last attempt (a refusal after an attempt that may
+    /// have been applied is an error whose `may_have_applied` is set).
+    pub result: Result<T, DependencyError>,
+    /// How many times the SDK sent the write.
+    pub attempts: u32,
+    /// An attempt before the last may have been carried out too: a write
+    /// that succeeded may have counted twice.
+    pub may_count_twice: bool,
+}
+
+impl<T> Attempted<T> {
+    fn from_log(result: Result<T, DependencyError>, log: &AttemptLog) -> Self {
+        Self {
+            result,
+            attempts: log.count(),
+            may_count_twice: log.earlier_may_have_applied(),
+        }
+    }
 }
 
 /// The result of counting one request against its window.
@@ -81,7 +104,7 @@ pub struct Commit<'a> {
 /// The result of a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Committed {
-    /// The code is the challenge's current one.
+    /// The entry for this message is stored.
     Stored,
     /// The challenge was deleted, or given to another user, meanwhile.
     ChallengeGone,
@@ -100,13 +123,8 @@ impl Store {
 
     /// Adds one to the counter `key` unless it already holds `limit`, in one
     /// conditional write (never read-then-write), and sets its TTL.
-    pub async fn count(
-        &self,
-        key: &str,
-        expire_at: EpochSeconds,
-        limit: u32,
-    ) -> Result<Count, DependencyError> {
-        let attempts = AttemptCounter::default();
+    pub async fn count(&self, key: &str, expire_at: EpochSeconds, limit: u32) -> Attempted<Count> {
+        let log = attempt_log();
         let result = self
             .client
             .update_item()
@@ -120,23 +138,21 @@ impl Store {
             .expression_attribute_values(":expireAt", whole(expire_at))
             .return_values(ReturnValue::UpdatedNew)
             .customize()
-            .interceptor(attempts.clone())
+            .interceptor(log.clone())
             .send()
             .await;
-        match result {
-            Ok(out) => {
-                let count = out
-                    .attributes()
-                    .and_then(|a| number::<u32>(a, "count"))
-                    .ok_or_else(|| malformed("UpdateItem", "counter without a count"))?;
-                Ok(Count::Counted(count))
-            }
+        let counted = match result {
+            Ok(out) => out
+                .attributes()
+                .and_then(|a| number::<u32>(a, "count"))
+                .map(Count::Counted)
+                .ok_or_else(|| malformed("UpdateItem", "counter without a count")),
             Err(err) if is_condition_failure(&err) => {
-                sdk_error::refused_unless_retried(SERVICE, "UpdateItem", attempts.get())
-                    .map(|()| Count::LimitReached)
+                sdk_error::refusal(SERVICE, "UpdateItem", &log).map(|()| Count::LimitReached)
             }
-            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
-        }
+            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
+        };
+        Attempted::from_log(counted, &log)
     }
 
     /// Gives one back to the counter `key`, once: never retried, so it can
@@ -161,6 +177,7 @@ impl Store {
         &self,
         id: &ChallengeId,
     ) -> Result<Option<Challenge>, DependencyError> {
+        let log = attempt_log();
         let out = self
             .client
             .get_item()
@@ -174,15 +191,18 @@ impl Store {
             .expression_attribute_names("#expire", "expireAt")
             .expression_attribute_names("#sent", "codesSent")
             .expression_attribute_names("#last", "lastCodeSentAt")
+            .customize()
+            .interceptor(log.clone())
             .send()
             .await
-            .map_err(|e| dependency_error(SERVICE, "GetItem", &e))?;
+            .map_err(|e| dependency_error(SERVICE, "GetItem", &e, &log))?;
         out.item().map(challenge_from_item).transpose()
     }
 
     /// Reads a user (an eventually consistent read is enough: users are not
     /// written by this flow).
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>, DependencyError> {
+        let log = attempt_log();
         let out = self
             .client
             .get_item()
@@ -195,22 +215,22 @@ impl Store {
             .expression_attribute_names("#name", "name")
             .expression_attribute_names("#username", "username")
             .expression_attribute_names("#language", "language")
+            .customize()
+            .interceptor(log.clone())
             .send()
             .await
-            .map_err(|e| dependency_error(SERVICE, "GetItem", &e))?;
+            .map_err(|e| dependency_error(SERVICE, "GetItem", &e, &log))?;
         Ok(out.item().map(|item| user_from_item(user_id, item)))
     }
 
-    /// Takes one send from the challenge (`ADD codesSent 1`) in one
-    /// conditional write that re-checks everything this request decided on:
-    /// the challenge still exists for the same user, is by email, unexpired,
-    /// under the cap and outside the cooldown. The code attributes are not
-    /// touched. Also returns how many times the SDK sent the write: more
-    /// than once, it may have counted more than once.
-    pub async fn reserve_send(
-        &self,
-        r: Reservation<'_>,
-    ) -> (Result<Reserved, DependencyError>, u32) {
+    /// Takes one send from the challenge (`ADD codesSent 1`, and an empty
+    /// `codes` map if it has none yet, for the commit to add its entry to)
+    /// in one conditional write that re-checks everything this request
+    /// decided on: the challenge still exists for the same user, is by
+    /// email, unexpired, under the cap and outside the cooldown. No code
+    /// entry is touched. A retried write may have counted twice (see
+    /// [`Attempted`]).
+    pub async fn reserve_send(&self, r: Reservation<'_>) -> Attempted<Reserved> {
         let mut condition = String::from(
             "attribute_exists(challengeId) AND userId = :user AND #method = :email \
              AND expireAt > :now AND (attribute_not_exists(codesSent) OR codesSent < :max)",
@@ -220,8 +240,9 @@ impl Store {
             .update_item()
             .table_name(&self.challenges_table)
             .key("challengeId", s(&r.challenge.id))
-            .update_expression("ADD codesSent :one")
+            .update_expression("SET codes = if_not_exists(codes, :noCodes) ADD codesSent :one")
             .expression_attribute_names("#method", "method")
+            .expression_attribute_values(":noCodes", AttributeValue::M(Item::new()))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":user", s(&r.challenge.user_id))
             .expression_attribute_values(":email", s(ChallengeMethod::EMAIL))
@@ -239,33 +260,27 @@ impl Store {
                 AttributeValue::N(edge.decimal_secs()),
             );
         }
-        let attempts = AttemptCounter::default();
+        let log = attempt_log();
         let result = request
             .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
-            .interceptor(attempts.clone())
+            .interceptor(log.clone())
             .send()
             .await;
         let reserved = match result {
             Ok(_) => Ok(Reserved::Taken),
             Err(err) if is_condition_failure(&err) => {
-                sdk_error::refused_unless_retried(SERVICE, "UpdateItem", attempts.get()).and_then(
-                    |()| {
-                        err.as_service_error()
-                            .and_then(|e| match e {
-                                UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                                _ => None,
-                            })
-                            .map(challenge_from_item)
-                            .transpose()
-                            .map(Reserved::Refused)
-                    },
-                )
+                sdk_error::refusal(SERVICE, "UpdateItem", &log).and_then(|()| {
+                    refused_item(&err)
+                        .map(challenge_from_item)
+                        .transpose()
+                        .map(Reserved::Refused)
+                })
             }
-            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
         };
-        (reserved, attempts.get())
+        Attempted::from_log(reserved, &log)
     }
 
     /// Gives a reserved send back (`codesSent` down by one), once: never
@@ -288,32 +303,114 @@ impl Store {
         give_back(request).await
     }
 
-    /// Stores the code SES accepted, on condition that the challenge still
-    /// exists for the same user. The only write of the code attributes.
+    /// Adds the entry `codes.<MessageId>` for the code SES accepted, on
+    /// condition that the challenge still exists for the same user, and
+    /// moves `lastCodeSentAt` up to this send. It never changes another
+    /// entry, and never moves `lastCodeSentAt` back: when a later send
+    /// already set it (this commit landing last), only the entry is
+    /// written. Every shape is idempotent, so a retried or late attempt can
+    /// only write this same entry again.
     pub async fn commit_code(&self, c: Commit<'_>) -> Result<Committed, DependencyError> {
-        let result = self
+        // What the item looked like when a condition last refused: the
+        // first try assumes the usual case (a map the reservation made, no
+        // later send).
+        let mut shape = CommitShape {
+            map_exists: true,
+            set_time: true,
+        };
+        for _ in 0..MAX_COMMIT_ROUNDS {
+            let Some(found) = self.commit_once(&c, shape).await? else {
+                return Ok(Committed::Stored);
+            };
+            let Some(item) = found else {
+                return Ok(Committed::ChallengeGone);
+            };
+            if string(&item, "userId").as_deref() != Some(c.challenge.user_id.as_str()) {
+                return Ok(Committed::ChallengeGone);
+            }
+            shape = CommitShape {
+                map_exists: item.contains_key("codes"),
+                set_time: time(&item, "lastCodeSentAt").is_none_or(|last| last <= c.sent_at),
+            };
+        }
+        Err(unexplained_refusal())
+    }
+
+    /// One commit write of the given shape. `Ok(None)`: written;
+    /// `Ok(Some(item))`: refused, with the item as it was (`None`: gone).
+    async fn commit_once(
+        &self,
+        c: &Commit<'_>,
+        shape: CommitShape,
+    ) -> Result<Option<Option<Item>>, DependencyError> {
+        let entry = AttributeValue::M(Item::from([
+            ("codeHash".to_string(), s(c.code_hash.as_str())),
+            ("expireAt".to_string(), whole(c.code_expire_at)),
+            ("sentAt".to_string(), whole(c.sent_at)),
+        ]));
+        let mut condition = String::from("attribute_exists(challengeId) AND userId = :user");
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.challenges_table)
             .key("challengeId", s(&c.challenge.id))
-            .update_expression(
-                "SET codeHash = :hash, codeExpireAt = :codeExpireAt, \
-                 lastCodeSentAt = :sentAt, lastMessageId = :messageId",
-            )
-            .condition_expression("attribute_exists(challengeId) AND userId = :user")
-            .expression_attribute_values(":hash", s(c.code_hash.as_str()))
-            .expression_attribute_values(":codeExpireAt", whole(c.code_expire_at))
-            .expression_attribute_values(":sentAt", whole(c.sent_at))
-            .expression_attribute_values(":messageId", s(c.message_id))
-            .expression_attribute_values(":user", s(&c.challenge.user_id))
+            .expression_attribute_values(":user", s(&c.challenge.user_id));
+        let mut set = if shape.map_exists {
+            condition.push_str(" AND attribute_exists(codes)");
+            request = request
+                .expression_attribute_names("#message", c.message_id)
+                .expression_attribute_values(":entry", entry);
+            String::from("SET codes.#message = :entry")
+        } else {
+            // Replaced since the reservation: start its map with this entry.
+            condition.push_str(" AND attribute_not_exists(codes)");
+            request = request.expression_attribute_values(
+                ":codes",
+                AttributeValue::M(Item::from([(c.message_id.to_string(), entry)])),
+            );
+            String::from("SET codes = :codes")
+        };
+        if shape.set_time {
+            condition.push_str(
+                " AND (attribute_not_exists(lastCodeSentAt) OR lastCodeSentAt <= :sentAt)",
+            );
+            set.push_str(", lastCodeSentAt = :sentAt");
+            request = request.expression_attribute_values(":sentAt", whole(c.sent_at));
+        }
+        let log = attempt_log();
+        let result = request
+            .update_expression(set)
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(log.clone())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Committed::Stored),
-            Err(err) if is_condition_failure(&err) => Ok(Committed::ChallengeGone),
-            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+            Ok(_) => Ok(None),
+            Err(err) if is_condition_failure(&err) => Ok(Some(refused_item(&err).cloned())),
+            Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
         }
     }
+}
+
+/// A log of a DynamoDB call's attempts: a write answered 5xx may still
+/// have been applied.
+fn attempt_log() -> AttemptLog {
+    AttemptLog::new(ErrorAnswers::ServerErrorsMayHaveApplied)
+}
+
+/// Rounds of the commit: each refusal shows the item, so the next round
+/// fits it; three cover a replaced item and a later send meanwhile.
+const MAX_COMMIT_ROUNDS: usize = 3;
+
+/// Which commit write fits the item.
+#[derive(Debug, Clone, Copy)]
+struct CommitShape {
+    /// The item has a `codes` map to add the entry to.
+    map_exists: bool,
+    /// `lastCodeSentAt` is absent or not after this send, so it moves up.
+    set_time: bool,
 }
 
 /// Sends a give-back (a decrement) once: never retried, so it can never
@@ -321,15 +418,25 @@ impl Store {
 async fn give_back(request: UpdateItemFluentBuilder) -> Result<(), DependencyError> {
     let single_attempt =
         aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled());
+    let log = attempt_log();
     match request
         .customize()
         .config_override(single_attempt)
+        .interceptor(log.clone())
         .send()
         .await
     {
         Ok(_) => Ok(()),
         Err(err) if is_condition_failure(&err) => Ok(()),
-        Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err)),
+        Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
+    }
+}
+
+/// The item a refused condition returned (`ReturnValuesOnConditionCheckFailure`).
+fn refused_item(err: &SdkError<UpdateItemError, HttpResponse>) -> Option<&Item> {
+    match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item(),
+        _ => None,
     }
 }
 

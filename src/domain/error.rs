@@ -67,6 +67,10 @@ pub struct DependencyError {
     pub kind: FaultKind,
     /// The underlying error, for the log.
     pub detail: String,
+    /// The failed call may still have been carried out (an attempt was lost
+    /// after it was sent, or answered with a server error): a write it
+    /// carried may have counted, a message may have gone out.
+    pub may_have_applied: bool,
 }
 
 impl DependencyError {
@@ -82,7 +86,15 @@ impl DependencyError {
             operation,
             kind,
             detail: detail.into(),
+            may_have_applied: false,
         }
+    }
+
+    /// The same failure, marked as one that may still have been carried out.
+    #[must_use]
+    pub fn applied_maybe(mut self, may_have_applied: bool) -> Self {
+        self.may_have_applied = may_have_applied;
+        self
     }
 
     /// A failure that retrying will not fix (a malformed item, a refused

@@ -31,6 +31,11 @@ pub fn challenge_id(req: &Request) -> Result<ChallengeId, ApiError> {
         _ => &[],
     };
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::ParameterRequired)?;
+    // A leading byte-order mark makes any body invalid, a form's included
+    // (JSON refuses it anyway; a form would read it as part of a key).
+    if text.starts_with('\u{feff}') {
+        return Err(ApiError::ParameterRequired);
+    }
     if is_form(req.headers()) {
         from_form(text)
     } else {
@@ -383,6 +388,15 @@ mod tests {
             Body::from("challengeId=abc"),
         );
         assert_eq!(challenge_id(&req).unwrap().as_str(), "abc");
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_refuses_a_form_body_too() {
+        assert!(parse_form("\u{feff}x=1&challengeId=abc").is_err());
+        assert!(parse_form("\u{feff}challengeId=abc").is_err());
+        assert!(parse_json("\u{feff}{\"challengeId\":\"abc\"}").is_err());
+        // Only a leading one: inside a value it is a character like any other.
+        assert_eq!(parse_form("x=\u{feff}&challengeId=abc").unwrap(), "abc");
     }
 
     #[test]

@@ -386,6 +386,63 @@ pub fn find_code(text: &str) -> Option<String> {
     })
 }
 
+/// One stored `codes.<MessageId>` entry of a challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCode {
+    pub code_hash: String,
+    pub expire_at: i64,
+    pub sent_at: i64,
+}
+
+/// The `codes` map of a challenge item, by message id (empty when absent).
+pub fn stored_codes(item: &Item) -> HashMap<String, StoredCode> {
+    let Some(map) = item.get("codes").and_then(|v| v.as_m().ok()) else {
+        return HashMap::new();
+    };
+    map.iter()
+        .map(|(id, v)| {
+            let e = v.as_m().expect("a codes entry is a map");
+            let code = StoredCode {
+                code_hash: s(e, "codeHash").expect("entry codeHash"),
+                expire_at: n(e, "expireAt").expect("entry expireAt"),
+                sent_at: n(e, "sentAt").expect("entry sentAt"),
+            };
+            (id.clone(), code)
+        })
+        .collect()
+}
+
+/// The codeHash the contract defines for a code (`123-456` or `123456`),
+/// computed here, apart from the library: lowercase hex of
+/// HMAC-SHA256(SECRET, challengeId + ":" + the six digits).
+pub fn expected_hash(challenge_id: &str, code: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(format!("{challenge_id}:{}", code.replace('-', "")).as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Asserts that the code in `email` is stored under the email's message id,
+/// sent at `sent_at` and valid until `expire_at`.
+pub fn assert_stored(item: &Item, challenge_id: &str, email: &Value, sent_at: i64, expire_at: i64) {
+    let id = email["messageId"]
+        .as_str()
+        .expect("the stand-in's messageId");
+    let codes = stored_codes(item);
+    let entry = codes
+        .get(id)
+        .unwrap_or_else(|| panic!("no codes entry for message {id}: {codes:?}"));
+    assert_eq!(
+        entry,
+        &StoredCode {
+            code_hash: expected_hash(challenge_id, &code_in(email)),
+            expire_at,
+            sent_at,
+        }
+    );
+}
+
 pub fn assert_common_headers(a: &Answer) {
     assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
     assert_eq!(a.header("cache-control"), Some("no-store"), "{a:?}");
