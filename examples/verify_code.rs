@@ -1,6 +1,7 @@
 //! Local demo helper: checks a typed code the way a login flow would. Reads
-//! the challenge's `codeHash` and `codeExpireAt` from DynamoDB (consistent
-//! read) and calls the library's `verify` with `CODE_HMAC_SECRET`.
+//! the challenge's `codes` map from DynamoDB (consistent read) and calls the
+//! library's `verify` over all its entries with `CODE_HMAC_SECRET`: any
+//! unexpired code verifies, the first as well as a resent one.
 //!
 //!   verify_code <challengeId> <code>      (code as `123456` or `123-456`)
 //!
@@ -12,22 +13,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use send_email_code::{aws, verify};
+use send_email_code::{aws, verify, CodeEntry, EpochSeconds, Timestamp};
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set"))
 }
 
-/// A Number attribute as whole seconds; others may write fractional ones.
-fn seconds(value: &AttributeValue) -> Option<i64> {
-    let text = value.as_n().ok()?;
-    // Truncation is the floor here: stored times are positive.
-    text.parse::<i64>()
-        .ok()
-        .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
+/// One entry of the `codes` map; `None` when it lacks a field (it can then
+/// never match).
+fn code_entry(value: &AttributeValue) -> Option<CodeEntry<'_>> {
+    let fields = value.as_m().ok()?;
+    Some(CodeEntry {
+        code_hash: fields.get("codeHash")?.as_s().ok()?,
+        expire_at: EpochSeconds::parse(fields.get("expireAt")?.as_n().ok()?)?,
+    })
 }
 
 async fn check(challenge_id: &str, code: &str) -> Result<bool, String> {
@@ -44,26 +45,16 @@ async fn check(challenge_id: &str, code: &str) -> Result<bool, String> {
         .map_err(|e| format!("reading the challenge: {e}"))?
         .item
         .ok_or(format!("no challenge {challenge_id} in {table}"))?;
-    let code_hash = item
-        .get("codeHash")
-        .and_then(|v| v.as_s().ok())
-        .ok_or("the challenge has no codeHash: no code was sent for it")?;
-    let code_expire_at = item
-        .get("codeExpireAt")
-        .and_then(seconds)
-        .ok_or("the challenge has no codeExpireAt")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let now = i64::try_from(now).map_err(|e| e.to_string())?;
+    let codes = item
+        .get("codes")
+        .and_then(|v| v.as_m().ok())
+        .ok_or("the challenge has no codes map: no code was sent for it")?;
     Ok(verify(
         secret.as_bytes(),
         challenge_id,
         code,
-        code_hash,
-        code_expire_at,
-        now,
+        codes.values().filter_map(code_entry),
+        Timestamp::now(),
     ))
 }
 

@@ -16,6 +16,6 @@ pub mod http;
 pub mod metrics;
 
 pub use config::Config;
-pub use domain::code::verify;
+pub use domain::code::{verify, CodeEntry};
 pub use domain::time::{EpochSeconds, Timestamp};
 pub use handler::{handle, handle_traced, App, ReservationFate, Trace};

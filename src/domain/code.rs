@@ -3,10 +3,12 @@
 
 use std::fmt;
 
+use hmac::digest::CtOutput;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::error::DependencyError;
+use super::time::{EpochSeconds, Timestamp};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -101,33 +103,59 @@ fn mac(secret: &[u8], challenge_id: &str, digits: &str) -> HmacSha256 {
     mac
 }
 
-/// Checks a code typed by a user against a challenge's stored `codeHash` and
-/// `codeExpireAt` (epoch seconds), for the login flow.
+/// One entry of a challenge's `codes` map, as a login flow reads it. Its
+/// `Debug` hides the hash.
+#[derive(Clone, Copy)]
+pub struct CodeEntry<'a> {
+    /// The entry's `codeHash`: 64 hex digits (anything else never matches).
+    pub code_hash: &'a str,
+    /// The entry's `expireAt`: the code is valid while `now < expire_at`.
+    pub expire_at: EpochSeconds,
+}
+
+impl fmt::Debug for CodeEntry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeEntry")
+            .field("code_hash", &"<redacted>")
+            .field("expire_at", &self.expire_at)
+            .finish()
+    }
+}
+
+/// Checks a code typed by a user against the entries of a challenge's `codes`
+/// map, for the login flow: true when some unexpired entry holds its hash.
 ///
 /// `code` may be written `123456` or `123-456`; surrounding whitespace is
-/// ignored. Returns false for an expired code (`now_secs >= code_expire_at`),
-/// a malformed code or hash, or a mismatch. The comparison of the MACs is
-/// constant-time.
-pub fn verify(
+/// ignored. An entry counts only while `now < expire_at`; a malformed code or
+/// entry hash never matches. The MAC is computed once and compared with every
+/// entry in constant time, and the loop never stops at a match, so the time
+/// taken does not tell which entry matched.
+pub fn verify<'a>(
     secret: &[u8],
     challenge_id: &str,
     code: &str,
-    code_hash: &str,
-    code_expire_at: i64,
-    now_secs: i64,
+    entries: impl IntoIterator<Item = CodeEntry<'a>>,
+    now: Timestamp,
 ) -> bool {
-    if now_secs >= code_expire_at {
-        return false;
-    }
     let Some(digits) = normalize_typed_code(code) else {
         return false;
     };
-    let Ok(expected) = hex::decode(code_hash) else {
-        return false;
-    };
-    mac(secret, challenge_id, &digits)
-        .verify_slice(&expected)
-        .is_ok()
+    let typed = mac(secret, challenge_id, &digits).finalize();
+    let mut matched = false;
+    for entry in entries {
+        let fresh = !entry.expire_at.is_at_or_before(now);
+        // Non-short-circuit `&` and `|`: every entry is compared.
+        matched |= fresh & stored_tag(entry.code_hash).is_some_and(|stored| stored == typed);
+    }
+    matched
+}
+
+/// A stored `codeHash` as a MAC tag whose `==` is constant-time; `None`
+/// unless it is exactly 64 hex digits.
+fn stored_tag(code_hash: &str) -> Option<CtOutput<HmacSha256>> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(code_hash, &mut bytes).ok()?;
+    Some(CtOutput::new(bytes.into()))
 }
 
 /// `123456`, `123-456` or either with whitespace around → `123456`.
@@ -291,37 +319,137 @@ mod tests {
         );
     }
 
+    fn hash_of(challenge_id: &str, code: u32) -> String {
+        CodeHash::new(SECRET, challenge_id, &Code(code))
+            .as_str()
+            .to_string()
+    }
+
+    fn entry(code_hash: &str, expire_at: i64) -> CodeEntry<'_> {
+        CodeEntry {
+            code_hash,
+            expire_at: EpochSeconds::from(expire_at),
+        }
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
     #[test]
     fn verify_accepts_the_code_in_both_spellings_until_it_expires() {
-        let code = Code(42_017);
-        let hash = CodeHash::new(SECRET, "ch1", &code);
-        for typed in ["042017", "042-017", " 042017\n"] {
+        let h = hash_of("ch1", 42_017);
+        for typed in ["042017", "042-017", " 042017\n", "\t042-017 "] {
             assert!(
-                verify(SECRET, "ch1", typed, hash.as_str(), 100, 99),
+                verify(SECRET, "ch1", typed, [entry(&h, 100)], at(99)),
                 "{typed:?}"
             );
         }
+        let just_before = Timestamp::from_millis(99_999);
+        assert!(verify(
+            SECRET,
+            "ch1",
+            "042017",
+            [entry(&h, 100)],
+            just_before
+        ));
         assert!(
-            !verify(SECRET, "ch1", "042017", hash.as_str(), 100, 100),
-            "expired at the second"
+            !verify(SECRET, "ch1", "042017", [entry(&h, 100)], at(100)),
+            "expireAt == now is expired"
         );
-        assert!(!verify(SECRET, "ch1", "042017", hash.as_str(), 100, 500));
+        assert!(!verify(SECRET, "ch1", "042017", [entry(&h, 100)], at(500)));
+    }
+
+    #[test]
+    fn verify_compares_fractional_expiry_as_a_number() {
+        let h = hash_of("ch1", 42_017);
+        let e = CodeEntry {
+            code_hash: &h,
+            expire_at: EpochSeconds::parse("100.5").unwrap(),
+        };
+        assert!(verify(
+            SECRET,
+            "ch1",
+            "042017",
+            [e],
+            Timestamp::from_millis(100_499)
+        ));
+        assert!(!verify(
+            SECRET,
+            "ch1",
+            "042017",
+            [e],
+            Timestamp::from_millis(100_500)
+        ));
+    }
+
+    #[test]
+    fn verify_finds_a_match_in_the_first_or_the_last_of_several_entries() {
+        let right = hash_of("ch1", 42_017);
+        let others = [hash_of("ch1", 1), hash_of("ch1", 2), "not-hex".to_string()];
+        let mut entries: Vec<CodeEntry> = others.iter().map(|h| entry(h, 100)).collect();
+        entries.insert(0, entry(&right, 100));
+        assert!(
+            verify(SECRET, "ch1", "042017", entries.clone(), at(50)),
+            "first"
+        );
+        entries.rotate_left(1);
+        assert!(
+            verify(SECRET, "ch1", "042017", entries.clone(), at(50)),
+            "last"
+        );
+        entries.rotate_left(2);
+        assert!(verify(SECRET, "ch1", "042017", entries, at(50)), "middle");
+    }
+
+    #[test]
+    fn verify_reads_every_entry_even_after_a_match() {
+        // A match in the first entry must not end the loop: the time taken
+        // would then tell which entry matched.
+        let right = hash_of("ch1", 42_017);
+        let other = hash_of("ch1", 7);
+        let entries = [entry(&right, 100), entry(&other, 100), entry(&other, 10)];
+        let mut read = 0;
+        let counted = entries.iter().copied().inspect(|_| read += 1);
+        assert!(verify(SECRET, "ch1", "042017", counted, at(50)));
+        assert_eq!(read, entries.len());
+    }
+
+    #[test]
+    fn verify_with_a_resend_accepts_both_unexpired_codes() {
+        let (first, second) = (hash_of("ch1", 111_111), hash_of("ch1", 222_222));
+        let codes = [entry(&first, 100), entry(&second, 160)];
+        assert!(verify(SECRET, "ch1", "111-111", codes, at(99)));
+        assert!(verify(SECRET, "ch1", "222-222", codes, at(99)));
+        assert!(!verify(SECRET, "ch1", "333-333", codes, at(99)));
+        assert!(
+            !verify(SECRET, "ch1", "111-111", codes, at(100)),
+            "first expired"
+        );
+        assert!(verify(SECRET, "ch1", "222-222", codes, at(100)));
+    }
+
+    #[test]
+    fn verify_refuses_an_expired_entry_even_beside_unexpired_ones() {
+        let (right, other) = (hash_of("ch1", 42_017), hash_of("ch1", 7));
+        for entries in [
+            [entry(&right, 100), entry(&other, 900)],
+            [entry(&other, 900), entry(&right, 100)],
+        ] {
+            assert!(!verify(SECRET, "ch1", "042017", entries, at(100)));
+            assert!(verify(SECRET, "ch1", "000007", entries, at(100)));
+        }
     }
 
     #[test]
     fn verify_rejects_wrong_code_challenge_secret_or_malformed_input() {
-        let hash = CodeHash::new(SECRET, "ch1", &Code(42_017));
-        let h = hash.as_str();
-        assert!(!verify(SECRET, "ch1", "042018", h, 100, 0));
-        assert!(!verify(SECRET, "ch2", "042017", h, 100, 0));
-        assert!(!verify(
-            b"another-secret-another-secret-xx",
-            "ch1",
-            "042017",
-            h,
-            100,
-            0
-        ));
+        let h = hash_of("ch1", 42_017);
+        let e = [entry(&h, 100)];
+        assert!(!verify(SECRET, "ch1", "042018", e, at(0)));
+        assert!(!verify(SECRET, "ch2", "042017", e, at(0)));
+        let other_secret = b"another-secret-another-secret-xx";
+        assert!(!verify(other_secret, "ch1", "042017", e, at(0)));
+        assert!(!verify(SECRET, "ch1", "042017", [], at(0)), "no entries");
         for typed in [
             "",
             "42017",
@@ -329,21 +457,31 @@ mod tests {
             "04201a",
             "042 017",
             "04-2017",
+            "042--017",
             "٠٤٢٠١٧",
+            "０４２０１７",
             "042–017",
         ] {
-            assert!(!verify(SECRET, "ch1", typed, h, 100, 0), "{typed:?}");
+            assert!(!verify(SECRET, "ch1", typed, e, at(0)), "{typed:?}");
         }
-        assert!(!verify(SECRET, "ch1", "042017", "not-hex", 100, 0));
-        assert!(!verify(SECRET, "ch1", "042017", &h[..62], 100, 0));
-        assert!(!verify(SECRET, "ch1", "042017", "", 100, 0));
+        let upper = h.to_uppercase();
+        assert!(verify(SECRET, "ch1", "042017", [entry(&upper, 100)], at(0)));
+        let spaced = format!("{} {}", &h[..32], &h[32..]);
+        let long = format!("{h}00");
+        for bad in ["not-hex", &h[..62], "", &spaced, &long] {
+            assert!(
+                !verify(SECRET, "ch1", "042017", [entry(bad, 100)], at(0)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
     fn debug_never_shows_code_or_hash() {
         let code = Code(987_654);
         let hash = CodeHash::new(SECRET, "x", &code);
-        let shown = format!("{code:?} {hash:?}");
+        let entry = entry(hash.as_str(), 100);
+        let shown = format!("{code:?} {hash:?} {entry:?}");
         assert!(!shown.contains("987"));
         assert!(!shown.contains(&hash.as_str()[..8]));
     }

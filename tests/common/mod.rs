@@ -51,8 +51,19 @@ pub fn tables() -> &'static TableNames {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
+                // Table creation on a freshly started, loaded DynamoDB Local
+                // can take longer than the function's own timeouts allow.
                 let sdk = aws::sdk_config().await;
-                tables::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &for_thread).await
+                let patient = aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .operation_timeout(std::time::Duration::from_secs(60))
+                            .operation_attempt_timeout(std::time::Duration::from_secs(20))
+                            .build(),
+                    )
+                    .build();
+                tables::create_tables(&aws_sdk_dynamodb::Client::from_conf(patient), &for_thread)
+                    .await
             })
         })
         .join()
