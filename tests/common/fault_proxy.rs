@@ -11,7 +11,6 @@
 //! fault it applied and what the stand-in answered ([`Hit`]). Together they
 //! say what reached each dependency and what was carried out there.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -702,13 +701,4 @@ impl Intercept for Tagger {
         }
         Ok(())
     }
-}
-
-/// Groups attempts by request tag.
-pub fn attempts_by_tag(attempts: &[Attempt]) -> HashMap<u64, Vec<Attempt>> {
-    let mut by_tag: HashMap<u64, Vec<Attempt>> = HashMap::new();
-    for a in attempts {
-        by_tag.entry(a.tag).or_default().push(a.clone());
-    }
-    by_tag
 }
