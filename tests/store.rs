@@ -630,3 +630,38 @@ const THROTTLED: Fault = Fault::Refuse {
     status: 400,
     code: "ThrottlingException",
 };
+
+#[tokio::test]
+async fn a_give_back_throttled_once_is_tried_again_and_one_lost_after_sending_is_not() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    reserve(&store, &read, env.now, RULES).await;
+    reserve(&store, &read, env.now, RULES).await;
+    proxy.set_next(THROTTLED, 1);
+    store.give_back_send(&read).await.unwrap();
+    assert_eq!(
+        n(&env.challenge_item(&id).await, "codesSent"),
+        Some(1),
+        "the throttled attempt was certainly not applied: tried again"
+    );
+    let before = proxy.requests.load(Ordering::SeqCst);
+    answer_next_late(&proxy);
+    let err = store
+        .give_back_send(&read)
+        .await
+        .expect_err("the outcome is unknown");
+    assert!(err.may_have_applied);
+    proxy.settle().await;
+    assert_eq!(
+        proxy.requests.load(Ordering::SeqCst),
+        before + 1,
+        "never tried again: it may have applied"
+    );
+    assert_eq!(
+        n(&env.challenge_item(&id).await, "codesSent"),
+        Some(0),
+        "the one attempt did apply"
+    );
+}

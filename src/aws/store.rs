@@ -155,8 +155,9 @@ impl Store {
         Attempted::from_log(counted, &log)
     }
 
-    /// Gives one back to the counter `key`, once: never retried, so it can
-    /// never count less than what was taken.
+    /// Gives one back to the counter `key`, at most once: retried only
+    /// after attempts that certainly did not apply, so it can never count
+    /// less than what was taken.
     pub async fn give_back_count(&self, key: &str) -> Result<(), DependencyError> {
         let request = self
             .client
@@ -283,9 +284,10 @@ impl Store {
         Attempted::from_log(reserved, &log)
     }
 
-    /// Gives a reserved send back (`codesSent` down by one), once: never
-    /// retried, so a reservation is never given back twice. Only while the
-    /// challenge is still the same user's.
+    /// Gives a reserved send back (`codesSent` down by one), at most once:
+    /// retried only after attempts that certainly did not apply, so a
+    /// reservation is never given back twice. Only while the challenge is
+    /// still the same user's.
     pub async fn give_back_send(&self, challenge: &Challenge) -> Result<(), DependencyError> {
         let request = self
             .client
@@ -413,22 +415,34 @@ struct CommitShape {
     set_time: bool,
 }
 
-/// Sends a give-back (a decrement) once: never retried, so it can never
-/// count twice. A refused condition means there is nothing left to give back.
+/// Sends a give-back (a decrement), attempt by attempt: an attempt that
+/// certainly did not apply (never sent, or answered 4xx, throttling
+/// included) is tried again, up to `MAX_ATTEMPTS`; one whose outcome is
+/// unknown never is, so a give-back can never count twice. A refused
+/// condition means there is nothing left to give back.
 async fn give_back(request: UpdateItemFluentBuilder) -> Result<(), DependencyError> {
-    let single_attempt =
-        aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled());
-    let log = attempt_log();
-    match request
-        .customize()
-        .config_override(single_attempt)
-        .interceptor(log.clone())
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(err) if is_condition_failure(&err) => Ok(()),
-        Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
+    let mut attempt = 1;
+    loop {
+        let single_attempt =
+            aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled());
+        let log = attempt_log();
+        let error = match request
+            .clone()
+            .customize()
+            .config_override(single_attempt)
+            .interceptor(log.clone())
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) if is_condition_failure(&err) => return Ok(()),
+            Err(err) => dependency_error(SERVICE, "UpdateItem", &err, &log),
+        };
+        if error.may_have_applied || attempt >= crate::aws::MAX_ATTEMPTS {
+            return Err(error);
+        }
+        attempt += 1;
+        tokio::time::sleep(crate::aws::INITIAL_BACKOFF).await;
     }
 }
 

@@ -74,8 +74,9 @@ pub async fn reserve(app: &App, challenge: &Challenge, rules: SendRules, now: Ti
 }
 
 /// The one place a reservation goes back: the challenge's send and the
-/// user's count, whichever this request certainly took. Each give-back is
-/// a single attempt; a failure is logged and leaves the counter one high.
+/// user's count, whichever this request certainly took. A give-back is
+/// retried only while its attempts certainly did not apply; a failure is
+/// logged and leaves the counter one high.
 pub async fn give_back(app: &App, challenge: &Challenge, held: &Held, trace: &mut Trace) {
     let send = async {
         if held.took_send() {
