@@ -101,7 +101,9 @@ SAM_COMMANDS=("sam validate --lint" "sam build --beta-features --build-in-source
 SAM_FUNCTION=SendEmailCodeFunction
 
 sam_offline() { # command words...
-  (cd "$ROOT" && env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE     AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_DEFAULT_REGION=us-east-1     SAM_CLI_TELEMETRY=0 CARGO_TARGET_DIR="$TARGET_DIR" "$@")
+  (cd "$ROOT" && env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_DEFAULT_REGION=us-east-1 \
+    SAM_CLI_TELEMETRY=0 CARGO_TARGET_DIR="$TARGET_DIR" "$@")
 }
 
 # What cargo linked for arm64 (name and time of each bootstrap-<hash>):
