@@ -3,8 +3,11 @@
 
 1. Translates the SAM template to plain CloudFormation with the SAM
    translator (a policy loader that makes no network call, a placeholder
-   CodeUri), which fails on a bad SAM property or a reference to nothing.
-2. Lints the translated CloudFormation with cfn-lint.
+   CodeUri), once for each set of parameter values checked below, which fails
+   on a bad SAM property or a reference to nothing.
+2. Lints with cfn-lint the CloudFormation that the default stack and a stack
+   with its own capacity provider deploy; main() also lints template.yaml as
+   written (cfn-lint reads SAM and AWS::LanguageExtensions itself).
 3. Asserts the function's shape (runtime, architecture, build method) and the
    least-privilege rules: each statement's actions and resources, no wildcard,
    nothing but the basic logging policy besides.
@@ -19,14 +22,33 @@
    the stack tracks delivery; SES_CONFIGURATION_SET names the set in use or is
    empty; the role may call ses:SendEmail on the identity and that set, nothing
    else.
+6. Lambda Managed Instances, off by default: translates the template for
+   each way they can be chosen (neither parameter, an existing provider's
+   CapacityProviderArn, CapacityProviderSubnetIds for a provider of the
+   stack's own, both) and asserts the function then has no capacity provider,
+   the given one, or the stack's own arm64 provider in the given subnets and
+   security groups, with 2,048 MB or more, its concurrency from
+   ManagedInstancesConcurrency, and the same role and timeout as on demand.
+   template.yaml declares AWS::LanguageExtensions before SAM, which settles
+   each parameter-bound !If before SAM reads it; settle() stands in for it
+   here, and only when the template declares it.
+7. The README's cargo-lambda path ("Without SAM") against the template:
+   `cargo lambda build` for the template's architecture, `cargo lambda deploy`
+   with its memory, timeout, runtime, binary name and exactly its environment
+   variable names (values, where the README gives one, equal to the
+   parameter's default); and its SAM section shows each `sam` command
+   scripts/test.sh runs, verbatim.
 
 Prints each problem and exits 1 if there is any. Usable as a module:
-problems(template_text, config_source, source_text) returns the list.
+problems(template_text, config_source, source_text) and
+readme_problems(template_text, readme_text, test_script_text) return the list.
 """
 
+import copy
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -79,6 +101,31 @@ SCENARIOS = {
 }
 
 
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+CAPACITY_PROVIDER = "AWS::Lambda::CapacityProvider"
+# The smallest function Lambda Managed Instances run (2 GB, one vCPU).
+MANAGED_MIN_MEMORY = 2048
+# PerExecutionEnvironmentMaxConcurrency's range in the Lambda API.
+MANAGED_CONCURRENCY_RANGE = (1, 1600)
+PROVIDER_ARN = "arn:aws:lambda:us-east-1:123456789012:capacity-provider:operator-provider"
+SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5a60719"]
+SECURITY_GROUPS = ["sg-0123456789abcdef0"]
+OWN_PROVIDER_ARGS = {
+    "CapacityProviderSubnetIds": ",".join(SUBNETS),
+    "CapacityProviderSecurityGroupIds": ",".join(SECURITY_GROUPS),
+}
+# How managed instances can be chosen, and the provider the function must
+# then run on (None: ordinary Lambda; "own": one this stack creates).
+OWN_PROVIDER = "CapacityProviderSubnetIds given"
+MANAGED_SCENARIOS = {
+    "defaults": ({}, None),
+    "CapacityProviderArn given": ({"CapacityProviderArn": PROVIDER_ARN}, PROVIDER_ARN),
+    OWN_PROVIDER: (OWN_PROVIDER_ARGS, "own"),
+    "CapacityProviderArn and subnets given": ({"CapacityProviderArn": PROVIDER_ARN, **OWN_PROVIDER_ARGS}, PROVIDER_ARN),
+}
+
+
 class OfflinePolicyLoader:
     """Stands in for SAM's IAM lookup of managed policy names: none are used."""
 
@@ -86,7 +133,50 @@ class OfflinePolicyLoader:
         return {}
 
 
-def translate(template: dict) -> dict:
+def transforms(template: dict) -> list:
+    return as_list(template.get("Transform", []))
+
+
+def settle(template: dict, overrides: dict[str, str]) -> dict:
+    """What AWS::LanguageExtensions hands SAM for these parameter values, as
+    far as this template needs it: each !If decided by its condition and
+    AWS::NoValue dropped. In a resource whose condition is false, the
+    transform also drops every Ref to a parameter (SAM CLI's local copy of the
+    transform does so to match the service), and SAM still validates that
+    resource."""
+    dep = Deployment(template, overrides)
+
+    def walk(value, dropped: bool):
+        if isinstance(value, list):
+            return [v for v in (walk(v, dropped) for v in value) if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((fn, arg),) = value.items()
+            if fn == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+                return walk(arg[1] if dep.condition(arg[0]) else arg[2], dropped)
+            if fn == "Ref" and (arg == "AWS::NoValue" or (dropped and arg in dep.params)):
+                return NO_VALUE
+        walked = {k: walk(v, dropped) for k, v in value.items()}
+        return {k: v for k, v in walked.items() if v is not NO_VALUE}
+
+    settled = dict(template)
+    for section in ("Resources", "Outputs"):
+        settled[section] = {
+            name: walk(entry, "Condition" in entry and not dep.condition(entry["Condition"]))
+            for name, entry in template.get(section, {}).items()
+        }
+    settled["Transform"] = [t for t in transforms(template) if t != LANGUAGE_EXTENSIONS]
+    return settled
+
+
+def translate(template: dict, overrides: dict[str, str] | None = None) -> dict:
+    """The CloudFormation the stack would get for these parameter values.
+    Without AWS::LanguageExtensions declared before SAM, SAM reads the
+    template as written."""
+    names = transforms(template)
+    if LANGUAGE_EXTENSIONS in names and SAM_TRANSFORM in names and names.index(LANGUAGE_EXTENSIONS) < names.index(SAM_TRANSFORM):
+        template = settle(template, overrides or {})
     for resource in template.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://placeholder-bucket/bootstrap.zip"
@@ -181,7 +271,7 @@ def check_policies(cfn: dict, out: list[str]) -> None:
     expected = {
         "dynamodb:GetItem": [["ChallengesTable"], ["UsersTable", "UsersTableName"]],
         "dynamodb:UpdateItem": [["ChallengesTable"], ["RateLimitTable"]],
-        "ses:SendEmail": [["SesIdentity"], ["SesConfigurationSet"]],
+        "ses:SendEmail": [["SesIdentity"], ["SesConfigurationSet", "DeliveryConfigurationSet"]],
     }
     seen = {}
     for s in statements:
@@ -216,11 +306,13 @@ class Deployment:
     ${AWS::...}."""
 
     def __init__(self, cfn: dict, overrides: dict[str, str]):
+        declared = cfn.get("Parameters", {})
         self.params = {
             name: str(p["Default"]) if "Default" in p else f"{name}-value"
-            for name, p in cfn.get("Parameters", {}).items()
+            for name, p in declared.items()
         }
         self.params.update(overrides)
+        self.lists = {n for n, p in declared.items() if str(p.get("Type", "")).startswith(("CommaDelimitedList", "List<"))}
         self.conditions = cfn.get("Conditions", {})
         self.resources = cfn["Resources"]
 
@@ -237,7 +329,9 @@ class Deployment:
             if r["Type"] == kind and self.active(r)
         }
 
-    def name(self, ref: str) -> str:
+    def name(self, ref: str):
+        if ref in self.lists:
+            return self.params[ref].split(",")
         if ref in self.params:
             return self.params[ref]
         if ref.startswith("AWS::"):
@@ -267,6 +361,9 @@ class Deployment:
                 return any(self.resolve(a) for a in arg)
             if fn == "Fn::GetAtt":
                 return f"<{'.'.join(arg) if isinstance(arg, list) else arg}>"
+            if fn == "Fn::Join" and isinstance(arg, list) and len(arg) == 2:
+                items = self.resolve(arg[1])
+                return arg[0].join(map(str, items)) if isinstance(items, list) else {fn: arg}
             if fn == "Fn::Sub" and isinstance(arg, str):
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: self.name(m.group(1)), arg)
         resolved = {k: self.resolve(v) for k, v in value.items()}
@@ -338,13 +435,12 @@ def check_tracking_resources(dep: Deployment, label: str, out: list[str]) -> str
     return own
 
 
-def check_deployments(cfn: dict, out: list[str]) -> None:
+def check_deployments(translations: dict[str, dict], out: list[str]) -> None:
     for label, (overrides, expected) in SCENARIOS.items():
-        dep = Deployment(cfn, overrides)
-        missing = [p for p in overrides if p not in cfn.get("Parameters", {})]
-        if missing:
-            out.append(f"{label}: no parameter {missing}")
+        cfn = translations.get(label)
+        if cfn is None:
             continue
+        dep = Deployment(cfn, overrides)
         if expected == "own":
             set_name = check_tracking_resources(dep, label, out)
             if set_name is None:
@@ -376,9 +472,105 @@ def check_deployments(cfn: dict, out: list[str]) -> None:
             out.append(f"{label}: ses:SendEmail must be on exactly {want}, is on {statements[0].get('Resource')}")
 
 
+def function_in(dep: Deployment) -> dict:
+    return dep.resolve(dep.resources.get(FUNCTION, {}).get("Properties", {}))
+
+
+def check_concurrency_parameter(sam: dict, out: list[str]) -> None:
+    param = sam.get("Parameters", {}).get("ManagedInstancesConcurrency")
+    if param is None:
+        out.append("parameter ManagedInstancesConcurrency is missing")
+        return
+    low, high = MANAGED_CONCURRENCY_RANGE
+    if param.get("Type") != "Number" or str(param.get("MinValue")) != str(low) or str(param.get("MaxValue")) != str(high):
+        out.append(f"parameter ManagedInstancesConcurrency must be a Number from {low} to {high}")
+
+
+def check_managed_instances(translations: dict[str, dict], out: list[str]) -> None:
+    on_demand = None
+    for label, (overrides, expected) in MANAGED_SCENARIOS.items():
+        cfn = translations.get(label)
+        if cfn is None:
+            continue
+        dep = Deployment(cfn, overrides)
+        fn = function_in(dep)
+        providers = dep.of_type(CAPACITY_PROVIDER)
+        config = fn.get("CapacityProviderConfig")
+        if expected is None:
+            on_demand = (dep, fn)
+            if config is not None or providers:
+                out.append(f"{label}: the function must be ordinary Lambda (no capacity provider), has {config} and {sorted(providers)}")
+            continue
+        if expected == "own":
+            if len(providers) != 1:
+                out.append(f"{label}: expected the stack to create one {CAPACITY_PROVIDER}, found {sorted(providers)}")
+                continue
+            name, provider = next(iter(providers.items()))
+            want_arn = (f"<{name}.Arn>", f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:capacity-provider:<{name}>")
+            vpc = provider.get("VpcConfig", {})
+            if vpc.get("SubnetIds") != SUBNETS or vpc.get("SecurityGroupIds") != SECURITY_GROUPS:
+                out.append(f"{label}: the capacity provider must use the given subnets {SUBNETS} and security groups {SECURITY_GROUPS}, has {vpc}")
+            architectures = provider.get("InstanceRequirements", {}).get("Architectures")
+            if architectures != fn.get("Architectures"):
+                out.append(f"{label}: the capacity provider's instances are {architectures}, the function is {fn.get('Architectures')}")
+            if not provider.get("PermissionsConfig", {}).get("CapacityProviderOperatorRoleArn"):
+                out.append(f"{label}: the capacity provider has no operator role")
+        else:
+            want_arn = (expected,)
+            if providers:
+                out.append(f"{label}: the stack must not create a capacity provider, creates {sorted(providers)}")
+        managed = (config or {}).get("LambdaManagedInstancesCapacityProviderConfig", {})
+        if managed.get("CapacityProviderArn") not in want_arn:
+            out.append(f"{label}: the function must run on {want_arn[-1]}, its capacity provider is {managed.get('CapacityProviderArn')!r}")
+        concurrency = dep.params.get("ManagedInstancesConcurrency")
+        if concurrency is None or str(managed.get("PerExecutionEnvironmentMaxConcurrency")) != concurrency:
+            out.append(f"{label}: PerExecutionEnvironmentMaxConcurrency must be ManagedInstancesConcurrency, is {managed.get('PerExecutionEnvironmentMaxConcurrency')!r}")
+        memory = fn.get("MemorySize")
+        if not str(memory).isdigit() or int(memory) < MANAGED_MIN_MEMORY:
+            out.append(f"{label}: MemorySize is {memory!r}, managed instances need at least {MANAGED_MIN_MEMORY}")
+        if on_demand is not None:
+            base_dep, base_fn = on_demand
+            for key in ("Timeout", "Architectures", "Runtime", "Handler", "Environment"):
+                if fn.get(key) != base_fn.get(key):
+                    out.append(f"{label}: {key} is {fn.get(key)!r}, on demand it is {base_fn.get(key)!r}")
+            roles, base_roles = dep.of_type("AWS::IAM::Role"), base_dep.of_type("AWS::IAM::Role")
+            role = next((r for n, r in roles.items() if n.startswith(FUNCTION)), None)
+            base_role = next((r for n, r in base_roles.items() if n.startswith(FUNCTION)), None)
+            if role != base_role:
+                out.append(f"{label}: the function's role differs from the on-demand one")
+
+
 def check_purpose_tag(source_text: str, out: list[str]) -> None:
     if PURPOSE_TAG[1] not in source_text:
         out.append(f"the alarm watches purpose={PURPOSE_TAG[1]}, but src/ never tags a message so")
+
+
+def deployed(cfn: dict, overrides: dict[str, str]) -> dict:
+    """A translation settled for some parameter values, as the stack it
+    deploys: the resources and outputs whose conditions hold, without their
+    conditions, and the parameters still referred to (given these values). cfn-lint would read the
+    settled template's leftover conditions as guarding nothing."""
+    dep = Deployment(cfn, overrides)
+    doc = {k: v for k, v in cfn.items() if k not in ("Conditions", "Resources", "Outputs", "Parameters")}
+    for section in ("Resources", "Outputs"):
+        doc[section] = {
+            name: {k: v for k, v in entry.items() if k != "Condition"}
+            for name, entry in cfn.get(section, {}).items() if dep.active(entry)
+        }
+    text = json.dumps(doc)
+    if '"Fn::If"' in text or '{"Condition":' in text:
+        return cfn
+    doc["Parameters"] = {
+        name: {**p, "Default": overrides[name]} if name in overrides else p
+        for name, p in cfn.get("Parameters", {}).items()
+        if f'"Ref": "{name}"' in text or f"${{{name}}}" in text
+    }
+    return doc
+
+
+def lint_problems(label: str, text: str, out: list[str]) -> None:
+    for match in lint(text, regions=["us-east-1"], config=ManualArgs(regions=["us-east-1"])):
+        out.append(f"{label}cfn-lint {match.rule.id}: {match.message} ({'/'.join(map(str, match.path))})")
 
 
 def problems(template_text: str, config_source: str, source_text: str | None = None) -> list[str]:
@@ -387,17 +579,150 @@ def problems(template_text: str, config_source: str, source_text: str | None = N
     check_function(sam, out)
     check_environment(sam, required_variables(config_source), out)
     check_number_parameters(sam, out)
+    check_concurrency_parameter(sam, out)
     if source_text is not None:
         check_purpose_tag(source_text, out)
-    try:
-        cfn = translate(yaml_parse(template_text))
-    except Exception as err:  # the translator raises one error listing all causes
-        out.append(f"SAM translation failed: {err}")
+    # One translation per way of deploying the stack (delivery tracking,
+    # managed instances); "defaults" is both tables' first.
+    translations: dict[str, dict] = {}
+    for label, (overrides, _) in {**SCENARIOS, **MANAGED_SCENARIOS}.items():
+        missing = [p for p in overrides if p not in sam.get("Parameters", {})]
+        if missing:
+            out.append(f"{label}: no parameter {missing}")
+            continue
+        try:
+            translations[label] = translate(copy.deepcopy(sam), overrides)
+        except Exception as err:  # the translator raises one error listing all causes
+            out.append(f"{label}: SAM translation failed: {err}")
+    cfn = translations.get("defaults")
+    if cfn is None:
         return out
-    for match in lint(json.dumps(cfn), regions=["us-east-1"], config=ManualArgs(regions=["us-east-1"])):
-        out.append(f"cfn-lint {match.rule.id}: {match.message} ({'/'.join(map(str, match.path))})")
+    # The stacks that the default and a provider of the stack's own deploy
+    # (main() also lints template.yaml as written).
+    lint_problems("defaults: ", json.dumps(deployed(cfn, {})), out)
+    if OWN_PROVIDER in translations:
+        lint_problems(f"{OWN_PROVIDER}: ", json.dumps(deployed(translations[OWN_PROVIDER], OWN_PROVIDER_ARGS)), out)
     check_policies(cfn, out)
-    check_deployments(cfn, out)
+    check_deployments(translations, out)
+    check_managed_instances(translations, out)
+    return out
+
+
+ELLIPSIS = "\u2026"
+# `cargo lambda deploy` options that take a value (the others are switches).
+DEPLOY_VALUE_OPTIONS = {
+    "--memory", "--timeout", "--env-var", "--env-vars", "--role", "--iam-role", "--binary-name",
+    "--runtime", "--region", "-r", "--profile", "-p", "--alias", "-a", "--layer", "--layer-arn",
+    "--subnet-ids", "--security-group-ids", "--description", "--log-retention", "--tag", "--tags",
+    "--tracing", "--s3-bucket", "--s3-key", "--include", "-i", "--env-file", "--binary-path",
+    "--lambda-dir", "-l", "--manifest-path", "--retry-attempts", "--endpoint-url", "-o", "--output-format",
+}
+DEPLOY_DEFAULT_RUNTIME = "provided.al2023"
+
+
+def readme_section(readme_text: str, heading: str) -> str:
+    """The text under a heading, up to the next heading of its level or above."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = readme_text.splitlines()
+    if heading not in lines:
+        return ""
+    start = lines.index(heading) + 1
+    end = next(
+        (i for i in range(start, len(lines)) if re.match(rf"#{{1,{level}}} ", lines[i])),
+        len(lines),
+    )
+    return "\n".join(lines[start:end])
+
+
+def shell_commands(section: str) -> list[list[str]]:
+    """The commands in a section's ```sh blocks, continuation lines joined,
+    comments dropped, each split into words."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def deploy_options(words: list[str]) -> tuple[dict[str, list[str]], set[str]]:
+    options: dict[str, list[str]] = {}
+    switches = set()
+    rest = iter(words)
+    for word in rest:
+        name, eq, value = word.partition("=")
+        if name in DEPLOY_VALUE_OPTIONS:
+            options.setdefault(name, []).append(value if eq else next(rest, ""))
+        elif word.startswith("-"):
+            switches.add(word)
+    return options, switches
+
+
+def readme_problems(template_text: str, readme_text: str, test_script_text: str) -> list[str]:
+    out: list[str] = []
+    sam = yaml_parse(template_text)
+    fn_raw = sam.get("Resources", {}).get(FUNCTION, {})
+    settled = settle(sam, {}) if LANGUAGE_EXTENSIONS in transforms(sam) else sam
+    fn = function_in(Deployment(settled, {}))
+    params = sam.get("Parameters", {})
+
+    without_sam = readme_section(readme_text, "### Without SAM")
+    commands = shell_commands(without_sam)
+    build = next((c for c in commands if c[:3] == ["cargo", "lambda", "build"]), None)
+    deploy = next((c for c in commands if c[:3] == ["cargo", "lambda", "deploy"]), None)
+    if build is None or deploy is None:
+        out.append('README "Without SAM" must show `cargo lambda build` and `cargo lambda deploy`')
+        return out
+    aarch64 = "--arm64" in build or any("aarch64" in w for w in build)
+    if ["arm64" if aarch64 else "x86_64"] != fn.get("Architectures"):
+        out.append(f"README: `cargo lambda build` builds for {'arm64' if aarch64 else 'x86_64'}, the template's function is {fn.get('Architectures')}")
+    options, _ = deploy_options(deploy[3:])
+    want = {
+        "--memory": fn.get("MemorySize"),
+        "--timeout": fn.get("Timeout"),
+        "--binary-name": fn_raw.get("Metadata", {}).get("BuildProperties", {}).get("Binary"),
+    }
+    for option, value in want.items():
+        got = options.get(option, [None])[-1]
+        if got is None or str(got) != str(value):
+            out.append(f"README: `cargo lambda deploy {option} {got}`, the template says {value}")
+    runtime = options.get("--runtime", [DEPLOY_DEFAULT_RUNTIME])[-1]
+    if runtime != fn.get("Runtime"):
+        out.append(f"README: `cargo lambda deploy` uses runtime {runtime}, the template {fn.get('Runtime')}")
+
+    readme_vars: dict[str, str] = {}
+    for pairs in options.get("--env-var", []) + options.get("--env-vars", []):
+        for pair in filter(None, pairs.split(",")):
+            name, _, value = pair.partition("=")
+            readme_vars[name] = value
+    template_vars = fn_raw.get("Properties", {}).get("Environment", {}).get("Variables", {})
+    for name in sorted(set(template_vars) - set(readme_vars)):
+        out.append(f"README: `cargo lambda deploy` does not set {name}, which the template sets")
+    for name in sorted(set(readme_vars) - set(template_vars)):
+        out.append(f"README: `cargo lambda deploy` sets {name}, which the template does not")
+    for name, value in readme_vars.items():
+        source = template_vars.get(name)
+        if value == ELLIPSIS or source is None:
+            continue
+        if isinstance(source, dict) and set(source) == {"Ref"} and "Default" in params.get(source["Ref"], {}):
+            expected = str(params[source["Ref"]]["Default"])
+        elif isinstance(source, (str, int, float)):
+            expected = str(source)
+        else:
+            continue
+        if value != expected:
+            out.append(f"README: `cargo lambda deploy` sets {name}={value}, the template's default is {expected}")
+
+    sam_commands = re.search(r"^SAM_COMMANDS=\((.*?)\)", test_script_text, re.M | re.S)
+    if not sam_commands:
+        out.append("scripts/test.sh has no SAM_COMMANDS=(...)")
+        return out
+    deploying = readme_section(readme_text, "## Deploying")
+    shown = {" ".join(c) for c in shell_commands(deploying.split("### Without SAM")[0])}
+    for command in shlex.split(sam_commands.group(1)):
+        if command not in shown:
+            out.append(f"README: the SAM section does not show `{command}`, which CI runs")
     return out
 
 
@@ -406,11 +731,19 @@ def main() -> int:
     config = (ROOT / "src" / "config.rs").read_text()
     sources = "\n".join(p.read_text() for p in sorted((ROOT / "src").rglob("*.rs")))
     found = problems(template, config, sources)
+    # cfn-lint reads SAM and AWS::LanguageExtensions itself, every condition
+    # at once, as `sam validate --lint` does later in CI.
+    lint_problems("", template, found)
     for p in found:
         print(f"template.yaml: {p}")
+    drift = readme_problems(template, (ROOT / "README.md").read_text(), (ROOT / "scripts" / "test.sh").read_text())
+    for p in drift:
+        print(p)
     if not found:
-        print("template.yaml: SAM translation, cfn-lint, IAM, environment, parameter and delivery-tracking checks passed")
-    return 1 if found else 0
+        print("template.yaml: SAM translation, cfn-lint, IAM, environment, parameter, delivery-tracking and managed-instances checks passed")
+    if not drift:
+        print("README.md: the cargo-lambda deploy flags match the template; the SAM section shows the sam commands CI runs")
+    return 1 if found or drift else 0
 
 
 if __name__ == "__main__":

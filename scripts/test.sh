@@ -9,7 +9,10 @@
 #      then schemathesis: at least 1,000 generated requests against openapi.yaml
 #      through a local HTTP front (examples/local_http), no 5xx, every answer
 #      as documented
-#   4. cargo lambda build --release --arm64, and the zip within its size budget
+#   4. cargo lambda build --release --arm64, and the zip within its size budget;
+#      then `sam validate --lint` and `sam build --beta-features --build-in-source`
+#      offline without credentials, reusing that build: SAM's bootstrap must be
+#      an aarch64 ELF identical to the one in the zip
 #   5. the dependency advisory scan (scripts/audit.sh, with the database in
 #      ADVISORY_DB, else the live one), and proof that it fails on a crate with
 #      a known advisory; SKIPPED (and said so at the end) when no database
@@ -88,6 +91,87 @@ check_arm64_build() {
   size=$(stat -c %s "$zip")
   echo "$zip: $size bytes (budget $ZIP_BUDGET_BYTES)"
   [ "$size" -le "$ZIP_BUDGET_BYTES" ] || { echo "FAIL: bootstrap.zip is over its size budget"; return 1; }
+}
+
+# The SAM path, as the README's "Build and deploy" shows it (check_template.py
+# fails when the README stops showing these): run offline, with no AWS
+# credentials, after check_arm64_build, so `sam build` finds the arm64 build
+# in the same CARGO_TARGET_DIR and copies it instead of compiling again.
+SAM_COMMANDS=("sam validate --lint" "sam build --beta-features --build-in-source")
+SAM_FUNCTION=SendEmailCodeFunction
+
+sam_offline() { # command words...
+  (cd "$ROOT" && env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_DEFAULT_REGION=us-east-1 \
+    SAM_CLI_TELEMETRY=0 CARGO_TARGET_DIR="$TARGET_DIR" "$@")
+}
+
+# What cargo linked for arm64 (name and time of each bootstrap-<hash>):
+# unchanged across `sam build` means SAM reused the build.
+arm64_link_outputs() {
+  find "$TARGET_DIR/aarch64-unknown-linux-gnu/release/deps" -maxdepth 1 -type f -name 'bootstrap-*' ! -name '*.d' \
+    -printf '%f %T@\n' 2>/dev/null | sort
+}
+
+check_sam_build() {
+  local command words started before zip="$STACK_DIR/bootstrap.zip"
+  before=$(arm64_link_outputs || true)
+  [ -n "$before" ] || { echo "FAIL: no arm64 build in $TARGET_DIR to reuse"; return 1; }
+  # SAM's cargo lambda build writes target/lambda/bootstrap/ again and can
+  # remove the zip there (it did on a first run here): compare with a copy of
+  # the zip check_arm64_build just made.
+  cp "$TARGET_DIR/lambda/bootstrap/bootstrap.zip" "$zip"
+  rm -rf "$ROOT/.aws-sam"
+  for command in "${SAM_COMMANDS[@]}"; do
+    read -ra words <<<"$command"
+    started=$SECONDS
+    sam_offline "${words[@]}"
+    echo "$command: $((SECONDS - started)) s"
+  done
+  [ "$(arm64_link_outputs || true)" = "$before" ] || { echo "FAIL: sam build compiled the arm64 binary again instead of reusing $TARGET_DIR"; return 1; }
+  # Reads bytes only: the binary is never run here.
+  python3 - "$ROOT/.aws-sam/build" "$SAM_FUNCTION" "$zip" <<'PY'
+import struct, sys, zipfile
+from pathlib import Path
+from samtranslator.yaml_helper import yaml_parse
+
+build, function, zip_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+binary = build / function / "bootstrap"
+failures = []
+data = binary.read_bytes() if binary.is_file() else b""
+if len(data) < 20 or data[:4] != b"\x7fELF":
+    failures.append(f"{binary} is missing or not an ELF file")
+else:
+    # 64-bit, little-endian, e_machine 0xB7 (EM_AARCH64).
+    machine = struct.unpack_from("<H", data, 18)[0]
+    if data[4] != 2 or data[5] != 1 or machine != 0xB7:
+        failures.append(f"{binary} is not a 64-bit little-endian aarch64 ELF (class {data[4]}, data {data[5]}, machine {machine:#x})")
+with zipfile.ZipFile(zip_path) as archive:
+    names = archive.namelist()
+    entry = archive.getinfo("bootstrap") if names == ["bootstrap"] else None
+    if entry is None:
+        failures.append(f"{zip_path} must hold exactly bootstrap, holds {names}")
+    else:
+        if not (entry.external_attr >> 16) & 0o111:
+            failures.append(f"bootstrap in {zip_path} is not executable")
+        # The zip came from this checkout a step earlier (cargo rebuilds on
+        # any change): the same bytes make SAM's binary this commit's code.
+        if archive.read(entry) != data:
+            failures.append(f"{binary} differs from the bootstrap in {zip_path}")
+built = yaml_parse((build / "template.yaml").read_text())
+props = built.get("Resources", {}).get(function, {}).get("Properties", {})
+if props.get("CodeUri") != function:
+    failures.append(f"the built template's CodeUri is {props.get('CodeUri')!r}, expected {function!r}")
+# sam deploy sends this template: the managed-instances choice must still be
+# the deploy-time one, for AWS::LanguageExtensions to settle.
+if "AWS::LanguageExtensions" not in built.get("Transform", []) or "Fn::If" not in props.get("CapacityProviderConfig", {}):
+    failures.append("the built template lost AWS::LanguageExtensions or the CapacityProviderConfig !If")
+for failure in failures:
+    print(f"FAIL: {failure}")
+if failures:
+    sys.exit(1)
+print(f"{binary}: aarch64 ELF, {len(data)} bytes, identical to the bootstrap in bootstrap.zip; arm64 build reused")
+PY
 }
 
 # Property tests: 10,000 cases each unless the caller asks for another number.
@@ -191,6 +275,7 @@ step "Python tools (requirements-dev.txt)" ensure_python_tools
 step "2/5 template.yaml, offline" run_template_checks
 step "3/5 events/ through the Lambda runtime API, then schemathesis" run_runtime_checks
 step "4/5 release build for arm64" check_arm64_build
+step "4/5 sam validate --lint, sam build (offline, reusing the arm64 build)" check_sam_build
 step "5/5 dependency advisories" check_advisories
 
 printf '\nTime per step:\n' >&2

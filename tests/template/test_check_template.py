@@ -8,9 +8,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from check_template import problems  # noqa: E402
+from check_template import problems, readme_problems  # noqa: E402
 
 TEMPLATE = (ROOT / "template.yaml").read_text()
+README = (ROOT / "README.md").read_text()
+TEST_SCRIPT = (ROOT / "scripts" / "test.sh").read_text()
 CONFIG = (ROOT / "src" / "config.rs").read_text()
 SOURCES = "\n".join(p.read_text() for p in sorted((ROOT / "src").rglob("*.rs")))
 
@@ -65,7 +67,7 @@ class CheckTemplate(unittest.TestCase):
         self.assert_caught(broken("Architectures: [arm64]", "Architectures: [x86_64]"), "Architectures")
 
     def test_misspelled_property_is_caught(self):
-        self.assert_caught(broken("MemorySize: 256", "MemorySise: 256"))
+        self.assert_caught(broken("MemorySize: !If", "MemorySise: !If"))
 
     def test_wildcard_resource_is_caught(self):
         self.assert_caught(broken("                - !GetAtt ChallengesTable.Arn\n                - !If", "                - '*'\n                - !If"), "wildcard")
@@ -306,6 +308,147 @@ class DeliveryTracking(unittest.TestCase):
     def test_source_without_the_purpose_tag_is_caught(self):
         found = problems(TEMPLATE, CONFIG, SOURCES.replace("two-factor-email-code", "login-code"))
         self.assertTrue(any("purpose=two-factor-email-code" in p for p in found), found)
+
+
+class ManagedInstances(unittest.TestCase):
+    def assert_caught(self, text: str, *words: str) -> None:
+        CheckTemplate.assert_caught(self, text, *words)
+
+    def test_provider_always_attached_is_caught(self):
+        text = broken(
+            "          PerExecutionEnvironmentMaxConcurrency: !Ref ManagedInstancesConcurrency\n        - !Ref AWS::NoValue\n",
+            "          PerExecutionEnvironmentMaxConcurrency: !Ref ManagedInstancesConcurrency\n"
+            "        - Arn: arn:aws:lambda:us-east-1:123456789012:capacity-provider:always\n",
+        )
+        self.assert_caught(text, "defaults: the function must be ordinary Lambda")
+
+    def test_provider_created_by_default_is_caught(self):
+        text = broken(
+            "    Type: AWS::Serverless::CapacityProvider\n    Condition: CreateCapacityProvider\n",
+            "    Type: AWS::Serverless::CapacityProvider\n",
+        )
+        self.assert_caught(text, "defaults: the function must be ordinary Lambda")
+
+    def test_given_arn_ignored_is_caught(self):
+        text = broken("            - !Ref CapacityProviderArn\n", "            - arn:aws:lambda:us-east-1:123456789012:capacity-provider:other\n")
+        self.assert_caught(text, "CapacityProviderArn given: the function must run on")
+
+    def test_own_provider_beside_a_given_arn_is_caught(self):
+        text = broken(
+            '    - !Not [!Equals [!Join [",", !Ref CapacityProviderSubnetIds], ""]]\n    - !Not [!Condition UseCapacityProviderArn]\n',
+            '    - !Not [!Equals [!Join [",", !Ref CapacityProviderSubnetIds], ""]]\n    - !Not [!Equals ["a", "b"]]\n',
+        )
+        self.assert_caught(text, "CapacityProviderArn and subnets given: the stack must not create a capacity provider")
+
+    def test_subnets_not_creating_a_provider_is_caught(self):
+        text = broken("  CreateCapacityProvider: !And\n", "  CreateCapacityProvider: !And\n    - !Equals [!Ref DeletionProtection, maybe]\n")
+        self.assert_caught(text, "CapacityProviderSubnetIds given: expected the stack to create one")
+
+    def test_x86_instances_are_caught(self):
+        self.assert_caught(broken("        Architectures: [arm64]\n", "        Architectures: [x86_64]\n"), "capacity provider's instances are ['x86_64']")
+
+    def test_subnets_not_passed_on_are_caught(self):
+        text = broken("[CreateCapacityProvider, !Ref CapacityProviderSubnetIds, [unused]]", "[CreateCapacityProvider, [subnet-0123456789abcdef0], [unused]]")
+        self.assert_caught(text, "given subnets")
+
+    def test_security_groups_not_passed_on_are_caught(self):
+        self.assert_caught(broken("        SecurityGroupIds: !Ref CapacityProviderSecurityGroupIds\n", "        SecurityGroupIds: [sg-0123456789abcdef0, sg-0123456789abcdef1]\n"), "security groups")
+
+    def test_placeholder_for_the_dropped_provider_removed_is_caught(self):
+        # AWS::LanguageExtensions drops the Ref when the provider is not
+        # created, and SAM then refuses the resource: the default stack breaks.
+        text = broken("!If [CreateCapacityProvider, !Ref CapacityProviderSubnetIds, [unused]]", "!Ref CapacityProviderSubnetIds")
+        self.assert_caught(text, "defaults: SAM translation failed", "SubnetIds")
+
+    def test_language_extensions_not_declared_is_caught(self):
+        text = broken("Transform:\n  - AWS::LanguageExtensions\n  - AWS::Serverless-2016-10-31\n", "Transform: AWS::Serverless-2016-10-31\n")
+        self.assert_caught(text, "SAM translation failed", "CapacityProviderConfig")
+
+    def test_language_extensions_after_sam_is_caught(self):
+        text = broken("  - AWS::LanguageExtensions\n  - AWS::Serverless-2016-10-31\n", "  - AWS::Serverless-2016-10-31\n  - AWS::LanguageExtensions\n")
+        self.assert_caught(text, "SAM translation failed")
+
+    def test_on_demand_memory_on_managed_instances_is_caught(self):
+        self.assert_caught(broken("MemorySize: !If [OnManagedInstances, 2048, 256]", "MemorySize: 256"), "CapacityProviderArn given: MemorySize is 256")
+
+    def test_concurrency_not_from_its_parameter_is_caught(self):
+        text = broken("PerExecutionEnvironmentMaxConcurrency: !Ref ManagedInstancesConcurrency", "PerExecutionEnvironmentMaxConcurrency: 64")
+        self.assert_caught(text, "PerExecutionEnvironmentMaxConcurrency must be ManagedInstancesConcurrency")
+
+    def test_concurrency_parameter_past_the_api_range_is_caught(self):
+        self.assert_caught(broken_parameter("ManagedInstancesConcurrency", "MaxValue: 1600", "MaxValue: 5000"), "ManagedInstancesConcurrency")
+
+    def test_other_timeout_on_managed_instances_is_caught(self):
+        self.assert_caught(broken("      Timeout: 12\n", "      Timeout: !If [OnManagedInstances, 60, 12]\n"), "CapacityProviderArn given: Timeout")
+
+    def test_more_permissions_on_managed_instances_is_caught(self):
+        text = broken("              Action: dynamodb:GetItem\n", "              Action: !If [OnManagedInstances, [dynamodb:GetItem, dynamodb:Query], dynamodb:GetItem]\n")
+        self.assert_caught(text, "the function's role differs from the on-demand one")
+
+
+def broken_readme(old: str, new: str) -> str:
+    assert README.count(old) >= 1, f"{old!r} not in README.md"
+    return README.replace(old, new, 1)
+
+
+class DeployPathDrift(unittest.TestCase):
+    def assert_drift(self, template: str, readme: str, *words: str, script: str = TEST_SCRIPT) -> None:
+        found = readme_problems(template, readme, script)
+        self.assertTrue(found, "the drift check passed")
+        joined = "\n".join(found)
+        for word in words:
+            self.assertIn(word, joined)
+
+    def test_shipped_readme_matches(self):
+        self.assertEqual(readme_problems(TEMPLATE, README, TEST_SCRIPT), [])
+
+    def test_other_memory_in_the_readme_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("--memory 256 --timeout 12", "--memory 512 --timeout 12"), "--memory 512")
+
+    def test_other_memory_in_the_template_is_caught(self):
+        self.assert_drift(broken("MemorySize: !If [OnManagedInstances, 2048, 256]", "MemorySize: !If [OnManagedInstances, 2048, 512]"), README, "--memory 256", "512")
+
+    def test_other_timeout_in_the_template_is_caught(self):
+        self.assert_drift(broken("      Timeout: 12\n", "      Timeout: 15\n"), README, "--timeout 12", "15")
+
+    def test_x86_build_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("cargo lambda build --release --arm64 --output-format zip   #", "cargo lambda build --release --output-format zip   #"), "x86_64")
+
+    def test_x86_template_is_caught(self):
+        self.assert_drift(broken("Architectures: [arm64]", "Architectures: [x86_64]"), README, "arm64")
+
+    def test_other_runtime_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("--memory 256 --timeout 12 \\\n", "--memory 256 --timeout 12 --runtime provided.al2 \\\n"), "provided.al2")
+
+    def test_other_binary_name_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("--binary-name bootstrap", "--binary-name send-email-code"), "--binary-name")
+
+    def test_variable_missing_from_the_readme_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme(",TLS_SYSTEM_ROOTS=false \\\n", " \\\n"), "does not set TLS_SYSTEM_ROOTS")
+
+    def test_variable_only_in_the_readme_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme(",TLS_SYSTEM_ROOTS=false", ",TLS_SYSTEM_ROOTS=false,LOG_LEVEL=debug"), "sets LOG_LEVEL")
+
+    def test_variable_only_in_the_template_is_caught(self):
+        text = broken("          TLS_SYSTEM_ROOTS: !Ref TlsSystemRoots\n", "          TLS_SYSTEM_ROOTS: !Ref TlsSystemRoots\n          TRUSTED_PROXY_HOPS: \"0\"\n")
+        self.assert_drift(text, README, "does not set TRUSTED_PROXY_HOPS")
+
+    def test_renamed_variable_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("RESEND_COOLDOWN_SECONDS=30", "RESEND_COOLDOWN=30"), "RESEND_COOLDOWN_SECONDS", "RESEND_COOLDOWN")
+
+    def test_other_default_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("RESEND_COOLDOWN_SECONDS=30", "RESEND_COOLDOWN_SECONDS=0"), "RESEND_COOLDOWN_SECONDS=0", "30")
+
+    def test_default_changed_in_the_template_is_caught(self):
+        self.assert_drift(broken_parameter("MaxCodesPerUser", "Default: 10", "Default: 20"), README, "MAX_CODES_PER_USER=10", "20")
+
+    def test_sam_command_missing_from_the_readme_is_caught(self):
+        self.assert_drift(TEMPLATE, broken_readme("sam build --beta-features --build-in-source\nsam deploy", "sam build --beta-features\nsam deploy"), "sam build --beta-features --build-in-source")
+
+    def test_sam_command_ci_runs_differently_is_caught(self):
+        script = TEST_SCRIPT.replace('"sam build --beta-features --build-in-source"', '"sam build --beta-features --build-in-source --cached"', 1)
+        self.assertNotEqual(script, TEST_SCRIPT)
+        self.assert_drift(TEMPLATE, README, "--cached", script=script)
 
 
 if __name__ == "__main__":
