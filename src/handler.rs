@@ -197,7 +197,6 @@ async fn deliver(
     let challenge = read?.ok_or(ApiError::ChallengeNotFound)?;
     trace.challenge_id = Some(challenge.id.clone());
     challenge.check_usable(now)?;
-    let code = Code::generate().map_err(DependencyError::from)?;
 
     // Round 2: the user read beside the reservations, unless the read
     // already shows the cap or the cooldown (then nothing is written).
@@ -223,7 +222,15 @@ async fn deliver(
         }
     };
 
-    // Round 3: the message.
+    // Round 3: the message. The code is drawn only now, so a failing random
+    // source cannot hide the answer of a check before it.
+    let code = match Code::generate() {
+        Ok(code) => code,
+        Err(err) => {
+            give_back(app, &challenge, &held, trace).await;
+            return Err(DependencyError::from(err).into());
+        }
+    };
     let code_expire_at = challenge.code_expire_at(now, app.config.code_ttl_seconds);
     let language = user
         .language
@@ -306,11 +313,14 @@ fn decide(
     if user.verified_addresses.is_empty() {
         return Err(ApiError::NoVerifiedEmail);
     }
-    // Steps 5 and 6, on the read, then as the reservation found them.
+    // Steps 5 and 6, on the read, then as the reservation found them (a
+    // refusal nothing explains is a failure, answered after step 7).
     sendable?;
-    if let Some(err) = refusal {
-        return Err(err);
-    }
+    let unexplained = match refusal {
+        Some(ApiError::Dependency(err)) => Some(err),
+        Some(err) => return Err(err),
+        None => None,
+    };
     // Step 7.
     if let Some((_, counted, window)) = &held.user {
         if counted.result == Ok(Count::LimitReached) {
@@ -320,6 +330,9 @@ fn decide(
         }
     }
     // The writes that failed: the reservation's, then the user counter's.
+    if let Some(err) = unexplained {
+        return Err(err.into());
+    }
     if let Some(Err(err)) = reserved {
         return Err(err.clone().into());
     }

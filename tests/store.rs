@@ -665,3 +665,27 @@ async fn a_give_back_throttled_once_is_tried_again_and_one_lost_after_sending_is
         "the one attempt did apply"
     );
 }
+
+#[tokio::test]
+async fn a_commit_refused_after_an_attempt_that_may_have_written_is_unknown_not_gone() {
+    let env = Env::new().await;
+    let (proxy, store) = store_behind_proxy(&env).await;
+    let (id, _, _) = env.email_challenge().await;
+    let read = read(&store, &id).await;
+    reserve(&store, &read, env.now, RULES).await;
+    let hash = hash_for(&id);
+    // The first attempt writes the entry but its answer comes too late; the
+    // login flow deletes the challenge meanwhile; the retry is refused.
+    answer_next_late(&proxy);
+    let deleting = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.delete_challenge(&id).await;
+    };
+    let (committed, ()) = tokio::join!(
+        store.commit_code(commit(&read, &hash, 1_000, "msg-1")),
+        deleting
+    );
+    let err = committed.expect_err("the entry may have been written: 503, not 400");
+    assert_eq!(err.kind, FaultKind::Unavailable);
+    proxy.settle().await;
+}

@@ -321,15 +321,21 @@ impl Store {
             set_time: true,
         };
         for _ in 0..MAX_COMMIT_ROUNDS {
-            let Some(found) = self.commit_once(&c, shape).await? else {
-                return Ok(Committed::Stored);
+            let (found, unknown) = match self.commit_once(&c, shape).await? {
+                CommitAttempt::Written => return Ok(Committed::Stored),
+                CommitAttempt::Refused { item, unknown } => (item, unknown),
             };
-            let Some(item) = found else {
-                return Ok(Committed::ChallengeGone);
+            let ours = found.filter(|item| {
+                string(item, "userId").as_deref() == Some(c.challenge.user_id.as_str())
+            });
+            let Some(item) = ours else {
+                // Gone or given to another user; after an attempt that may
+                // have written the entry first, the outcome is unknown.
+                return match unknown {
+                    Some(err) => Err(err),
+                    None => Ok(Committed::ChallengeGone),
+                };
             };
-            if string(&item, "userId").as_deref() != Some(c.challenge.user_id.as_str()) {
-                return Ok(Committed::ChallengeGone);
-            }
             shape = CommitShape {
                 map_exists: item.contains_key("codes"),
                 set_time: time(&item, "lastCodeSentAt").is_none_or(|last| last <= c.sent_at),
@@ -338,13 +344,12 @@ impl Store {
         Err(unexplained_refusal())
     }
 
-    /// One commit write of the given shape. `Ok(None)`: written;
-    /// `Ok(Some(item))`: refused, with the item as it was (`None`: gone).
+    /// One commit write of the given shape.
     async fn commit_once(
         &self,
         c: &Commit<'_>,
         shape: CommitShape,
-    ) -> Result<Option<Option<Item>>, DependencyError> {
+    ) -> Result<CommitAttempt, DependencyError> {
         let entry = AttributeValue::M(Item::from([
             ("codeHash".to_string(), s(c.code_hash.as_str())),
             ("expireAt".to_string(), whole(c.code_expire_at)),
@@ -389,11 +394,26 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(None),
-            Err(err) if is_condition_failure(&err) => Ok(Some(refused_item(&err).cloned())),
+            Ok(_) => Ok(CommitAttempt::Written),
+            Err(err) if is_condition_failure(&err) => Ok(CommitAttempt::Refused {
+                item: refused_item(&err).cloned(),
+                unknown: sdk_error::refusal(SERVICE, "UpdateItem", &log).err(),
+            }),
             Err(err) => Err(dependency_error(SERVICE, "UpdateItem", &err, &log)),
         }
     }
+}
+
+/// What one commit write did.
+enum CommitAttempt {
+    /// The entry is stored.
+    Written,
+    /// A condition refused it: the item as it was then (`None`: gone), and
+    /// the unknown-outcome error when an earlier attempt may have applied.
+    Refused {
+        item: Option<Item>,
+        unknown: Option<DependencyError>,
+    },
 }
 
 /// A log of a DynamoDB call's attempts: a write answered 5xx may still
