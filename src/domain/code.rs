@@ -326,6 +326,7 @@ mod tests {
             "",
             "42017",
             "0420170",
+            "0425017",
             "04201a",
             "042 017",
             "04-2017",
@@ -344,6 +345,7 @@ mod tests {
         let code = Code(987_654);
         let hash = CodeHash::new(SECRET, "x", &code);
         let shown = format!("{code:?} {hash:?}");
+        assert_eq!(shown, "Code(<redacted>) CodeHash(<redacted>)");
         assert!(!shown.contains("987"));
         assert!(!shown.contains(&hash.as_str()[..8]));
     }
