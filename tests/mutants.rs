@@ -1,0 +1,95 @@
+//! Tests written to kill mutants that cargo-mutants found surviving in the
+//! request path (issue 16): behaviour the other suites did not pin down.
+//! Against DynamoDB Local, like tests/store.rs.
+
+// In a test, a failed assumption should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use send_email_code::aws::store::{Commit, Reservation, Store};
+use send_email_code::domain::challenge::{Challenge, ChallengeMethod, SendRules};
+use send_email_code::domain::code::{Code, CodeHash};
+use send_email_code::domain::error::{DependencyError, FaultKind};
+use send_email_code::EpochSeconds;
+
+/// A store whose three tables do not exist: every call is answered with an
+/// error that is not a refused condition (ResourceNotFoundException).
+async fn store_without_tables() -> (Env, Store) {
+    let env = Env::new().await;
+    let missing = unique("no-such-table-");
+    let config = config(&[
+        ("CHALLENGES_TABLE", &missing),
+        ("USERS_TABLE", &missing),
+        ("RATE_LIMIT_TABLE", &missing),
+    ]);
+    let store = Store::new(env.db.clone(), &config);
+    (env, store)
+}
+
+fn challenge(env: &Env) -> Challenge {
+    Challenge {
+        id: unique("ch-"),
+        user_id: unique("user-"),
+        method: ChallengeMethod::Email,
+        expire_at: EpochSeconds::from(env.now.secs() + 900),
+        codes_sent: 0,
+        last_code_sent_at: None,
+    }
+}
+
+fn assert_internal(err: &DependencyError, what: &str) {
+    assert_eq!(err.kind, FaultKind::Internal, "{what}: {err:?}");
+    assert!(!err.may_have_applied, "{what}: a 400 was not applied");
+}
+
+#[tokio::test]
+async fn a_write_failing_for_another_reason_than_its_condition_is_an_error() {
+    let (env, store) = store_without_tables().await;
+    let c = challenge(&env);
+
+    let counted = store
+        .count("k", EpochSeconds::from(env.now.secs() + 60), 5)
+        .await;
+    assert_internal(&counted.result.expect_err("not a limit reached"), "counter");
+
+    let reserved = store
+        .reserve_send(Reservation {
+            challenge: &c,
+            now: env.now,
+            rules: SendRules {
+                max_codes: 3,
+                cooldown_secs: 0,
+            },
+        })
+        .await;
+    assert_internal(
+        &reserved.result.expect_err("not a refused reservation"),
+        "reservation",
+    );
+
+    let code = Code::generate().unwrap();
+    let hash = CodeHash::new(SECRET.as_bytes(), &c.id, &code);
+    let committed = store
+        .commit_code(Commit {
+            challenge: &c,
+            code_hash: &hash,
+            code_expire_at: EpochSeconds::from(env.now.secs() + 600),
+            sent_at: env.now.whole_secs(),
+            message_id: "m-1",
+        })
+        .await;
+    assert_internal(&committed.expect_err("not a challenge gone"), "commit");
+
+    let gave_send = store.give_back_send(&c).await;
+    assert_internal(
+        &gave_send.expect_err("not nothing to give back"),
+        "send give-back",
+    );
+    let gave_count = store.give_back_count("k").await;
+    assert_internal(
+        &gave_count.expect_err("not nothing to give back"),
+        "count give-back",
+    );
+}
