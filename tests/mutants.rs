@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use send_email_code::aws::store::{Commit, Reservation, Store};
-use send_email_code::domain::challenge::{Challenge, ChallengeMethod, SendRules};
+use send_email_code::aws::store::{Commit, Reservation, Reserved, Store};
+use send_email_code::domain::challenge::{Challenge, ChallengeId, ChallengeMethod, SendRules};
 use send_email_code::domain::code::{Code, CodeHash};
 use send_email_code::domain::error::{DependencyError, FaultKind};
 use send_email_code::EpochSeconds;
@@ -92,4 +92,39 @@ async fn a_write_failing_for_another_reason_than_its_condition_is_an_error() {
         &gave_count.expect_err("not nothing to give back"),
         "count give-back",
     );
+}
+
+#[tokio::test]
+async fn with_the_cooldown_off_a_send_stamped_later_does_not_refuse_the_reservation() {
+    let env = Env::new().await;
+    let store = Store::new(env.db.clone(), &config(&[]));
+    let (id, _, _) = env.email_challenge().await;
+    // Another instance, its clock ahead, committed a send "later" than now.
+    env.update_challenge(
+        &id,
+        "SET lastCodeSentAt = :later",
+        serde_json::json!({ ":later": env.now.secs() + 100 }),
+    )
+    .await;
+    let read = store
+        .get_challenge(&ChallengeId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .expect("challenge");
+    let reserve = |cooldown_secs| {
+        store.reserve_send(Reservation {
+            challenge: &read,
+            now: env.now,
+            rules: SendRules {
+                max_codes: 5,
+                cooldown_secs,
+            },
+        })
+    };
+    let on = reserve(1).await.result.unwrap();
+    assert!(
+        matches!(on, Reserved::Refused(Some(_))),
+        "the cooldown condition is real: {on:?}"
+    );
+    assert_eq!(reserve(0).await.result.unwrap(), Reserved::Taken);
 }
