@@ -128,3 +128,23 @@ async fn with_the_cooldown_off_a_send_stamped_later_does_not_refuse_the_reservat
     );
     assert_eq!(reserve(0).await.result.unwrap(), Reserved::Taken);
 }
+
+#[tokio::test]
+async fn a_reservation_given_back_with_the_user_budget_off_is_traced_as_given_back() {
+    let env = Env::new().await;
+    let app = env.app(&[("MAX_CODES_PER_USER", "0")]);
+    // A challenge whose user does not exist: the reservation is taken in the
+    // same round as the user read, then given back (a 400, user not found).
+    let challenge = env.challenge(&unique("user-"), "email", 900).await;
+    let event = post(&challenge);
+    let (response, trace) = send_email_code::handle_traced(&app, request(&event), env.now).await;
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        trace.reservation,
+        send_email_code::ReservationFate::GivenBack
+    );
+    assert_eq!(
+        n(&env.challenge_item(&challenge).await, "codesSent"),
+        Some(0)
+    );
+}
