@@ -399,6 +399,156 @@ mod tests {
     }
 
     #[test]
+    fn the_log_gives_back_what_each_attempt_did_in_order() {
+        let attempts = [Reach::NeverSent, Reach::LostAfterSend, Reach::Answered(400)];
+        let log = log_of(&attempts);
+        assert_eq!(log.reaches(), attempts.to_vec());
+        assert_eq!(log.count(), 3);
+        assert_eq!(log_of(&[]).count(), 0);
+    }
+
+    #[test]
+    fn only_an_attempt_before_the_last_is_earlier() {
+        let lost = Reach::LostAfterSend;
+        let refused = Reach::Answered(400);
+        assert!(log_of(&[lost, refused]).earlier_may_have_applied());
+        assert!(!log_of(&[refused, lost]).earlier_may_have_applied());
+        assert!(!log_of(&[lost]).earlier_may_have_applied());
+        assert!(!log_of(&[]).earlier_may_have_applied());
+        assert!(log_of(&[lost]).may_have_applied());
+        assert!(!log_of(&[refused, refused]).may_have_applied());
+    }
+
+    #[test]
+    fn an_unknown_refusal_names_its_attempt() {
+        let log = log_of(&[
+            Reach::LostAfterSend,
+            Reach::Answered(400),
+            Reach::Answered(400),
+        ]);
+        let err = refusal("S", "Op", &log).unwrap_err();
+        assert!(err.detail.contains("on attempt 3 "), "{}", err.detail);
+    }
+
+    type TestError =
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, HttpResponse>;
+
+    fn answered(status: u16, code: &str) -> TestError {
+        let meta = aws_sdk_dynamodb::error::ErrorMetadata::builder()
+            .code(code)
+            .build();
+        let raw = HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            "{}".into(),
+        );
+        SdkError::service_error(
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError::generic(meta),
+            raw,
+        )
+    }
+
+    fn read(err: &TestError, log: &AttemptLog) -> (FaultKind, String, bool) {
+        let e = dependency_error("S", "Op", err, log);
+        assert_eq!((e.service, e.operation), ("S", "Op"));
+        (e.kind, e.detail, e.may_have_applied)
+    }
+
+    #[test]
+    fn failures_that_never_got_an_answer_are_unavailable() {
+        use aws_sdk_dynamodb::error::ConnectorError;
+        let log = log_of(&[Reach::NeverSent]);
+        let cases: [(TestError, &str); 4] = [
+            (SdkError::timeout_error("slow"), "timed out"),
+            (
+                SdkError::dispatch_failure(ConnectorError::timeout("slow".into())),
+                "timed out",
+            ),
+            (
+                SdkError::dispatch_failure(ConnectorError::io("reset".into())),
+                "connection failed",
+            ),
+            (
+                SdkError::dispatch_failure(ConnectorError::other("odd".into(), None)),
+                "could not send the request",
+            ),
+        ];
+        for (err, what) in cases {
+            let (kind, detail, applied) = read(&err, &log);
+            assert_eq!(kind, FaultKind::Unavailable, "{what}");
+            assert_eq!(detail, format!("{what}; 1 attempt(s), the last never sent"));
+            assert!(!applied);
+        }
+    }
+
+    #[test]
+    fn an_answered_error_is_unavailable_when_busy_or_a_server_error() {
+        // (status, code) → unavailable
+        let cases = [
+            ((400, "ThrottlingException"), true),
+            ((400, "ProvisionedThroughputExceededException"), true),
+            ((400, "ValidationException"), false),
+            ((403, "AccessDeniedException"), false),
+            ((499, "Whatever"), false),
+            ((429, "Whatever"), true),
+            ((500, "Whatever"), true),
+            ((503, "Whatever"), true),
+        ];
+        let log = log_of(&[Reach::Answered(400)]);
+        for ((status, code), unavailable) in cases {
+            let (kind, detail, _) = read(&answered(status, code), &log);
+            let want = if unavailable {
+                FaultKind::Unavailable
+            } else {
+                FaultKind::Internal
+            };
+            assert_eq!(kind, want, "{status} {code}");
+            assert_eq!(
+                detail,
+                format!("service error {code}, HTTP {status}; 1 attempt(s), the last answered")
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_that_could_not_be_built_is_internal() {
+        let err: TestError = SdkError::construction_failure("bad input");
+        let (kind, detail, applied) = read(&err, &log_of(&[]));
+        assert_eq!(kind, FaultKind::Internal);
+        assert_eq!(
+            detail,
+            "request could not be built; 0 attempt(s), the last none"
+        );
+        assert!(!applied);
+    }
+
+    #[test]
+    fn the_detail_names_the_last_attempt_and_the_log_says_if_it_may_have_applied() {
+        let err: TestError = SdkError::timeout_error("slow");
+        let log = log_of(&[Reach::Answered(500), Reach::LostAfterSend]);
+        let (_, detail, applied) = read(&err, &log);
+        assert_eq!(
+            detail,
+            "timed out; 2 attempt(s), the last lost after it was sent"
+        );
+        assert!(applied);
+    }
+
+    #[test]
+    fn the_other_builders_name_what_failed() {
+        let malformed = malformed_item("S", "GetItem", "codesSent");
+        assert_eq!(malformed.kind, FaultKind::Internal);
+        assert_eq!(malformed.detail, "malformed item: codesSent");
+        assert!(!malformed.may_have_applied);
+        let unbuilt = not_built("S", "SendEmail", "message");
+        assert_eq!(unbuilt.detail, "message could not be built");
+        assert_eq!(unbuilt.kind, FaultKind::Internal);
+        let odd = unexplained_refusal("S", "UpdateItem");
+        assert_eq!(odd.kind, FaultKind::Internal);
+        assert_eq!(odd.operation, "UpdateItem");
+        assert!(odd.detail.contains("condition refused"), "{}", odd.detail);
+    }
+
+    #[test]
     fn a_success_without_its_result_is_internal_and_may_have_applied() {
         let err = answer_without("SES", "SendEmail", "a message id");
         assert_eq!(err.kind, FaultKind::Internal);

@@ -312,6 +312,25 @@ mod tests {
     }
 
     #[test]
+    fn no_cooldown_means_none_even_after_a_send_stamped_later() {
+        // A lastCodeSentAt ahead of this instance's clock (another one ran
+        // fast) must not start a cooldown when the cooldown is off.
+        let ahead = sent_at(challenge("email", 1_000, 1), "200");
+        assert_eq!(
+            ahead.check_sendable(RULES, Timestamp::from_secs(100)),
+            Ok(())
+        );
+        let rules = SendRules {
+            max_codes: 5,
+            cooldown_secs: 1,
+        };
+        assert_eq!(
+            ahead.check_sendable(rules, Timestamp::from_secs(100)),
+            Err(ApiError::ResendCooldown { retry_after: 101 })
+        );
+    }
+
+    #[test]
     fn code_expiry_is_capped_by_the_challenge() {
         let now = Timestamp::from_millis(1_000_700);
         let at = EpochSeconds::from;

@@ -454,6 +454,7 @@ mod tests {
             "",
             "42017",
             "0420170",
+            "0425017",
             "04201a",
             "042 017",
             "04-2017",
@@ -480,6 +481,10 @@ mod tests {
     fn debug_never_shows_code_or_hash() {
         let code = Code(987_654);
         let hash = CodeHash::new(SECRET, "x", &code);
+        assert_eq!(
+            format!("{code:?} {hash:?}"),
+            "Code(<redacted>) CodeHash(<redacted>)"
+        );
         let entry = entry(hash.as_str(), 100);
         let shown = format!("{code:?} {hash:?} {entry:?}");
         assert!(!shown.contains("987"));

@@ -187,11 +187,13 @@ mod tests {
     #[test]
     fn a_refused_caller_is_remembered_for_its_window_only() {
         let refused = RefusedCallers::default();
+        assert!(refused.is_empty());
         let w = RateWindow::containing(Timestamp::from_secs(125), 60);
         let next = RateWindow::containing(Timestamp::from_secs(180), 60);
         assert!(!refused.is_refused("a", w));
         refused.remember("a".into(), w);
         assert!(refused.is_refused("a", w));
+        assert!(!refused.is_empty());
         assert!(!refused.is_refused("b", w), "only that caller");
         assert!(!refused.is_refused("a", next), "a new window starts afresh");
     }

@@ -154,6 +154,96 @@ pub fn log_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The log lines of one `log_request` call, on this thread only.
+    fn logged(outcome: &Result<(), ApiError>, trace: &Trace, started: Instant) -> Vec<String> {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = lambda_http::tracing::subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_request(
+                "req-1",
+                &CallerIp::Unknown,
+                outcome,
+                trace,
+                200,
+                started,
+                Timestamp::from_secs(1_000),
+            );
+        });
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn each_fate_has_its_log_name() {
+        let cases = [
+            (ReservationFate::None, "none"),
+            (ReservationFate::Used, "used"),
+            (ReservationFate::GivenBack, "given_back"),
+            (ReservationFate::KeptUnsent, "kept_unsent"),
+        ];
+        for (fate, name) in cases {
+            assert_eq!(fate.as_str(), name);
+        }
+        let trace = Trace {
+            reservation: ReservationFate::GivenBack,
+            ..Trace::default()
+        };
+        let lines = logged(&Ok(()), &trace, Instant::now());
+        assert!(lines[0].contains("reservation=\"given_back\""), "{lines:?}");
+    }
+
+    #[test]
+    fn the_duration_is_logged_in_milliseconds() {
+        let started = Instant::now().checked_sub(Duration::from_secs(3)).unwrap();
+        let lines = logged(&Ok(()), &Trace::default(), started);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let ms: f64 = lines[0]
+            .split("duration_ms=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        // At least the 3 s that had passed; the upper bound is only a guard
+        // against seconds or microseconds.
+        assert!((3_000.0..3_600_000.0).contains(&ms), "{ms}");
+    }
+
+    #[test]
+    fn a_retried_reservation_write_adds_a_warning() {
+        for (attempts, warned) in [(0, false), (1, false), (2, true), (3, true)] {
+            let trace = Trace {
+                reserve_attempts: attempts,
+                ..Trace::default()
+            };
+            let lines = logged(&Ok(()), &trace, Instant::now());
+            let warnings = lines.iter().filter(|l| l.contains("was retried")).count();
+            assert_eq!(warnings, usize::from(warned), "{attempts}: {lines:?}");
+            assert!(lines.last().unwrap().contains("request served"));
+        }
+    }
 
     #[test]
     fn each_429_names_its_limit_in_the_log() {
