@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,9 +22,9 @@ use std::time::Duration;
 use common::runtime_api::{max_overlap, Invocation, RuntimeApi};
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -52,48 +51,15 @@ impl Function {
     /// `extra`, and waits for its first poll.
     async fn start(extra: &[(&str, &str)]) -> Self {
         let mut api = RuntimeApi::start().await.unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bootstrap"))
-            .envs(base_vars())
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "send-email-code")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        let mut child = bootstrap(&api.address())
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env_remove("RUST_LOG")
-            .env_remove("AWS_LAMBDA_LOG_LEVEL")
-            .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
             // One long window: a run cannot straddle a window boundary
             // unless it starts within seconds of midnight UTC.
             .env("RATE_LIMIT_WINDOW_SECONDS", "86400")
             .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("bootstrap starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn AsyncRead + Unpin + Send>; 2] = [
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        let readers = streams
-            .into_iter()
-            .map(|mut stream| {
-                let output = output.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    while let Ok(n) = stream.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        output
-                            .lock()
-                            .unwrap()
-                            .push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                })
-            })
-            .collect();
+        let (output, readers) = collect_output(&mut child);
         assert!(api.ready(LIMIT).await.is_some(), "the function polled");
         assert_eq!(api.init_error(), None);
         Self {

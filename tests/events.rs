@@ -11,7 +11,6 @@
 mod common;
 
 use std::cell::RefCell;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +22,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -56,41 +54,11 @@ impl Function {
     async fn start(extra: &[(&str, &str)]) -> Self {
         let _env = Env::new().await;
         let mut api = RuntimeApi::start().await.unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-        cmd.envs(base_vars())
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "send-email-code")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env_remove("RUST_LOG")
-            .env_remove("AWS_LAMBDA_LOG_LEVEL")
-            .env_remove("AWS_LAMBDA_LOG_FORMAT")
+        let mut child = bootstrap(&api.address())
             .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("bootstrap starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for mut stream in [
-            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(stderr),
-        ] {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    output
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
+            .spawn()
+            .expect("bootstrap starts");
+        let (output, _readers) = collect_output(&mut child);
         assert!(
             api.ready(LIMIT).await.is_some(),
             "the function polled for an event"

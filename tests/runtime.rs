@@ -7,32 +7,21 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::runtime_api::RuntimeApi;
 use common::*;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn spawn(api: &RuntimeApi, extra: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-    cmd.envs(base_vars())
-        .env("AWS_LAMBDA_RUNTIME_API", api.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "send-email-code")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env_remove("RUST_LOG")
-        .env_remove("AWS_LAMBDA_LOG_LEVEL")
-        .env_remove("AWS_LAMBDA_LOG_FORMAT")
+    bootstrap(&api.address())
         .envs(extra.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn().expect("bootstrap starts")
+        .spawn()
+        .expect("bootstrap starts")
 }
 
 /// Runs a success and a refusal through a fresh process; returns the answers

@@ -560,3 +560,62 @@ pub fn assert_documented_429(a: &Answer) {
         "openapi.yaml does not document the 429 text {error:?}"
     );
 }
+
+/// The real `bootstrap` as Lambda starts it under the Runtime API emulator at
+/// `api_address`: the stand-ins' configuration, the function's Lambda
+/// variables, no log settings of the caller's shell, output piped, killed
+/// with its handle. Callers add their own variables before spawning.
+pub fn bootstrap(api_address: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    cmd.envs(base_vars())
+        .env("AWS_LAMBDA_RUNTIME_API", api_address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "send-email-code")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_LAMBDA_LOG_LEVEL")
+        .env_remove("AWS_LAMBDA_LOG_FORMAT")
+        .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Everything a spawned process writes to stdout and stderr, gathered as it
+/// comes, and the tasks that gather it (they end when the process does).
+pub fn collect_output(
+    child: &mut tokio::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    use tokio::io::{AsyncRead, AsyncReadExt};
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut streams: Vec<Box<dyn AsyncRead + Unpin + Send>> = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        streams.push(Box::new(out));
+    }
+    if let Some(err) = child.stderr.take() {
+        streams.push(Box::new(err));
+    }
+    let readers = streams
+        .into_iter()
+        .map(|mut stream| {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    output
+                        .lock()
+                        .expect("output")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        })
+        .collect();
+    (output, readers)
+}
