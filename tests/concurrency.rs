@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fault_proxy::{read_request, with_connection_close};
 use common::runtime_api::{max_overlap, Invocation, RuntimeApi};
 use common::*;
 use serde_json::Value;
@@ -146,7 +147,7 @@ impl Relay {
 
     /// One request per connection (the answer says `Connection: close`).
     async fn serve(&self, mut client: TcpStream, upstream: &str) {
-        let Some(request) = read_message(&mut client).await else {
+        let Some(request) = read_request(&mut client).await else {
             return;
         };
         self.seen
@@ -170,55 +171,9 @@ impl Relay {
         server.write_all(&request).await.unwrap();
         let mut answer = Vec::new();
         server.read_to_end(&mut answer).await.unwrap();
-        let _ = client.write_all(&connection_close(&answer)).await;
+        let _ = client.write_all(&with_connection_close(&answer)).await;
         let _ = client.shutdown().await;
     }
-}
-
-/// One HTTP/1.1 message (head, then a body by `Content-Length`), with
-/// `Connection: close`.
-async fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = head_end(&buf) {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return Some(connection_close(&buf[..end + 4 + length]));
-            }
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn head_end(message: &[u8]) -> Option<usize> {
-    message.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
-/// The message with its `Connection` header replaced by `close`.
-fn connection_close(message: &[u8]) -> Vec<u8> {
-    let Some(end) = head_end(message) else {
-        return message.to_vec();
-    };
-    let head = String::from_utf8_lossy(&message[..end]);
-    let mut out: Vec<u8> = head
-        .split("\r\n")
-        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
-        .collect::<Vec<_>>()
-        .join("\r\n")
-        .into_bytes();
-    out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    out.extend_from_slice(&message[end + 4..]);
-    out
 }
 
 /// The stand-ins, once this process's tables exist. Their creation

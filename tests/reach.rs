@@ -12,7 +12,7 @@ mod common;
 
 use std::net::TcpListener as StdListener;
 
-use common::fault_proxy::{Dialect, Fault, FaultProxy};
+use common::fault_proxy::{read_request, Dialect, Fault, FaultProxy};
 use common::*;
 use send_email_code::{handle_traced, App, ReservationFate, Trace};
 use serde_json::json;
@@ -73,24 +73,8 @@ async fn success_without_message_id() -> u16 {
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = conn.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buf[..n]);
-                    if let Some(head_end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&seen[..head_end]).to_lowercase();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if seen.len() >= head_end + 4 + length {
-                            break;
-                        }
-                    }
+                if read_request(&mut conn).await.is_none() {
+                    return;
                 }
                 let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
                 let _ = conn.write_all(answer.as_bytes()).await;

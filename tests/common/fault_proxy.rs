@@ -395,7 +395,7 @@ pub fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// One request: head and body, by `Content-Length`.
-async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+pub async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -472,7 +472,7 @@ fn rewrite_head(message: &[u8], drop: &[&str], extra: &[String]) -> Vec<u8> {
 }
 
 /// The message with its `Connection` header replaced by `close`.
-fn with_connection_close(message: &[u8]) -> Vec<u8> {
+pub fn with_connection_close(message: &[u8]) -> Vec<u8> {
     rewrite_head(message, &["connection"], &["Connection: close".to_string()])
 }
 
