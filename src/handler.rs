@@ -541,4 +541,20 @@ mod tests {
         let both = held(Some(Err(outage())), Some(Ok(Count::LimitReached)));
         assert_eq!(answer(Ok(None), Ok(()), &both), Err(ApiError::UserNotFound));
     }
+
+    #[test]
+    fn a_refusal_nothing_explains_answers_after_the_budget() {
+        // The item the refusal returned passes every condition.
+        let unexplained = Some(Ok(Reserved::Refused(Some(challenge(0)))));
+        let at_budget = held(unexplained.clone(), Some(Ok(Count::LimitReached)));
+        assert_eq!(
+            answer(user(true), Ok(()), &at_budget),
+            Err(ApiError::UserCodeLimitReached { retry_after: 2_600 })
+        );
+        let under_budget = held(unexplained, Some(Ok(Count::Counted(1))));
+        assert_eq!(
+            answer(user(true), Ok(()), &under_budget).map_err(|e| e.status().as_u16()),
+            Err(500)
+        );
+    }
 }
