@@ -8,6 +8,7 @@
 //! [`email`] the message.
 
 pub mod aws;
+pub mod build_info;
 pub mod config;
 pub mod domain;
 pub mod email;
