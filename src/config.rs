@@ -46,6 +46,81 @@ pub struct Config {
     /// Trust the system's root certificates besides the built-in Amazon
     /// roots, for networks that re-sign TLS (`TLS_SYSTEM_ROOTS`, off by default).
     pub tls_system_roots: bool,
+    /// More roots to trust, from the PEM file `TLS_EXTRA_ROOTS_FILE` names
+    /// (off by default): a private CA in front of the endpoints, such as
+    /// the TLS front of the local tests and benchmark.
+    pub tls_extra_roots: Option<ExtraRoots>,
+}
+
+/// Largest `TLS_EXTRA_ROOTS_FILE` read, in bytes: far more than any set of
+/// roots; a bigger file is a wrong path, not a trust store.
+pub const MAX_EXTRA_ROOTS_BYTES: usize = 1024 * 1024;
+
+/// Root certificates read from `TLS_EXTRA_ROOTS_FILE` at start-up, each one
+/// checked to be usable as a trust anchor (the SDK would panic on one that
+/// is not when it builds its TLS configuration).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExtraRoots {
+    pem: Vec<u8>,
+    count: usize,
+}
+
+impl ExtraRoots {
+    /// Reads and checks `path`; the error says what is wrong, never what the
+    /// file holds.
+    pub fn read(path: &str) -> Result<Self, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path)
+            .map_err(|err| format!("names a file that cannot be opened ({})", err.kind()))?;
+        let mut pem = Vec::new();
+        file.take(MAX_EXTRA_ROOTS_BYTES as u64 + 1)
+            .read_to_end(&mut pem)
+            .map_err(|err| format!("names a file that cannot be read ({})", err.kind()))?;
+        if pem.len() > MAX_EXTRA_ROOTS_BYTES {
+            return Err(format!(
+                "names a file over {MAX_EXTRA_ROOTS_BYTES} bytes, too big for root certificates"
+            ));
+        }
+        Self::from_pem(pem)
+    }
+
+    /// Checks PEM text: at least one certificate, every one a usable root.
+    pub fn from_pem(pem: Vec<u8>) -> Result<Self, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "names a file that is not PEM certificates".to_string())?;
+        if certificates.is_empty() {
+            return Err("names a file with no PEM certificate in it".into());
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for (n, certificate) in certificates.into_iter().enumerate() {
+            roots.add(certificate).map_err(|_| {
+                format!("names a file whose certificate {} cannot be a root", n + 1)
+            })?;
+        }
+        Ok(Self {
+            pem,
+            count: roots.len(),
+        })
+    }
+
+    /// The file's bytes, for the SDK's trust store.
+    pub fn pem(&self) -> &[u8] {
+        &self.pem
+    }
+
+    /// How many roots the file holds.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl fmt::Debug for ExtraRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExtraRoots({} certificates)", self.count)
+    }
 }
 
 /// The HMAC key; its `Debug` never shows the bytes.
@@ -89,6 +164,7 @@ impl fmt::Debug for Config {
             .field("trusted_proxy_hops", &self.trusted_proxy_hops)
             .field("default_language", &self.default_language)
             .field("tls_system_roots", &self.tls_system_roots)
+            .field("tls_extra_roots", &self.tls_extra_roots)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +249,14 @@ impl Config {
             }
         };
 
+        let tls_extra_roots = get("TLS_EXTRA_ROOTS_FILE")
+            .map(|path| ExtraRoots::read(&path))
+            .transpose()
+            .map_err(|problem| ConfigError {
+                variable: "TLS_EXTRA_ROOTS_FILE",
+                problem,
+            })?;
+
         Ok(Self {
             challenges_table: required("CHALLENGES_TABLE")?,
             users_table: required("USERS_TABLE")?,
@@ -191,6 +275,7 @@ impl Config {
             trusted_proxy_hops: number("TRUSTED_PROXY_HOPS", 1)?,
             default_language,
             tls_system_roots,
+            tls_extra_roots,
         })
     }
 }
@@ -253,6 +338,7 @@ mod tests {
         assert_eq!(config.default_language, Language::En);
         assert_eq!(config.ses_configuration_set, None);
         assert!(!config.tls_system_roots);
+        assert_eq!(config.tls_extra_roots, None);
     }
 
     #[test]
@@ -403,5 +489,86 @@ mod tests {
     fn debug_output_redacts_the_secret() {
         let config = load(&base()).unwrap();
         assert!(!format!("{config:?}").contains(&"s".repeat(32)));
+    }
+
+    fn roots_file(name: &str, bytes: &[u8]) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "send-email-code-config-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("roots.pem");
+        std::fs::write(&path, bytes).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn extra_roots_problem(path: &str) -> String {
+        let mut vars = base();
+        vars.insert("TLS_EXTRA_ROOTS_FILE", path.into());
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.variable, "TLS_EXTRA_ROOTS_FILE");
+        assert!(!err.to_string().contains(path), "the path is not echoed");
+        err.problem
+    }
+
+    fn test_ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn extra_roots_are_read_from_the_file_the_variable_names() {
+        let mut vars = base();
+        let one = roots_file("one", test_ca_pem().as_bytes());
+        vars.insert("TLS_EXTRA_ROOTS_FILE", one);
+        let roots = load(&vars).unwrap().tls_extra_roots.unwrap();
+        assert_eq!(roots.count(), 1);
+        assert_eq!(format!("{roots:?}"), "ExtraRoots(1 certificates)");
+        // The built-in bundle, with its comment lines, reads as five roots.
+        let amazon = roots_file("amazon", crate::aws::AMAZON_TRUST_SERVICES_PEM);
+        vars.insert("TLS_EXTRA_ROOTS_FILE", amazon);
+        let roots = load(&vars).unwrap().tls_extra_roots.unwrap();
+        assert_eq!(roots.count(), 5);
+        assert_eq!(roots.pem(), crate::aws::AMAZON_TRUST_SERVICES_PEM);
+    }
+
+    #[test]
+    fn an_unusable_extra_roots_file_stops_start_up_and_says_why() {
+        let missing = std::env::temp_dir().join("send-email-code-no-such-dir/roots.pem");
+        assert!(extra_roots_problem(&missing.to_string_lossy()).contains("cannot be opened"));
+        let dir = std::env::temp_dir();
+        assert!(extra_roots_problem(&dir.to_string_lossy()).contains("cannot be read"));
+        let empty = roots_file("empty", b"");
+        assert!(extra_roots_problem(&empty).contains("no PEM certificate"));
+        let key_only = roots_file(
+            "key",
+            rcgen::KeyPair::generate()
+                .unwrap()
+                .serialize_pem()
+                .as_bytes(),
+        );
+        assert!(extra_roots_problem(&key_only).contains("no PEM certificate"));
+        let broken = roots_file(
+            "broken",
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        assert!(extra_roots_problem(&broken).contains("not PEM certificates"));
+        // Well-formed PEM and base64, but not a certificate: the SDK would
+        // panic on it when building its TLS configuration.
+        let good = test_ca_pem();
+        let not_x509 = format!(
+            "{good}-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n"
+        );
+        let not_x509 = roots_file("not-x509", not_x509.as_bytes());
+        assert!(extra_roots_problem(&not_x509).contains("certificate 2 cannot be a root"));
+        let huge = roots_file("huge", &vec![b'#'; MAX_EXTRA_ROOTS_BYTES + 1]);
+        assert!(extra_roots_problem(&huge).contains("too big"));
+        let just_fits = format!("{good}{}", "#".repeat(MAX_EXTRA_ROOTS_BYTES - good.len()));
+        let just_fits = roots_file("fits", just_fits.as_bytes());
+        let mut vars = base();
+        vars.insert("TLS_EXTRA_ROOTS_FILE", just_fits);
+        assert_eq!(load(&vars).unwrap().tls_extra_roots.unwrap().count(), 1);
     }
 }

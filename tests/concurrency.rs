@@ -20,14 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fault_proxy::{read_request, with_connection_close};
-use common::runtime_api::{max_overlap, Invocation, RuntimeApi};
+use common::runtime_api::{max_overlap, Invocation};
 use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Child;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// For answers, the function's start-up and its polls: generous, never
 /// reached when things work.
@@ -38,48 +36,39 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// timeout; far longer than concurrent invocations take to arrive together.
 const HOLD: Duration = Duration::from_millis(300);
 
-/// The real binary, with its output collected as it comes (a full pipe
-/// would stall it).
-struct Function {
-    api: RuntimeApi,
-    child: Child,
-    output: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+/// The real binary with JSON logs.
+struct Function(Running);
+
+impl std::ops::Deref for Function {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.0
+    }
 }
 
 impl Function {
     /// Starts `bootstrap` with the stand-ins' environment, JSON logs and
     /// `extra`, and waits for its first poll.
     async fn start(extra: &[(&str, &str)]) -> Self {
-        let mut api = RuntimeApi::start().await.unwrap();
-        let mut child = bootstrap(&api.address())
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            // One long window: a run cannot straddle a window boundary
-            // unless it starts within seconds of midnight UTC.
-            .env("RATE_LIMIT_WINDOW_SECONDS", "86400")
-            .envs(extra.iter().copied())
-            .spawn()
-            .expect("bootstrap starts");
-        let (output, readers) = collect_output(&mut child);
-        assert!(api.ready(LIMIT).await.is_some(), "the function polled");
-        assert_eq!(api.init_error(), None);
-        Self {
-            api,
-            child,
-            output,
-            readers,
-        }
+        Self(
+            Running::start(LIMIT, |command| {
+                command
+                    .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+                    // One long window: a run cannot straddle a window
+                    // boundary unless it starts within seconds of midnight UTC.
+                    .env("RATE_LIMIT_WINDOW_SECONDS", "86400")
+                    .envs(extra.iter().copied());
+            })
+            .await,
+        )
     }
 
     /// Stops the process; everything it wrote, as JSON lines.
-    async fn finish(mut self) -> Vec<Value> {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-        for reader in self.readers.drain(..) {
-            reader.await.unwrap();
-        }
-        let out = self.output.lock().unwrap().clone();
-        out.lines()
+    async fn finish(self) -> Vec<Value> {
+        self.0
+            .stop()
+            .await
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
             .collect()
     }

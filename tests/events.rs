@@ -11,18 +11,16 @@
 mod common;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
-use common::runtime_api::{Invocation, RuntimeApi};
+use common::runtime_api::Invocation;
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use tokio::process::Child;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -42,41 +40,30 @@ const SAMPLES: [&str; 9] = [
     "rest-api.json",
 ];
 
-/// The function as Lambda runs it, with its output collected as it comes
-/// (a full pipe would stall it).
-struct Function {
-    api: RuntimeApi,
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
+/// The function as Lambda runs it.
+struct Function(Running);
 
 impl Function {
     async fn start(extra: &[(&str, &str)]) -> Self {
         let _env = Env::new().await;
-        let mut api = RuntimeApi::start().await.unwrap();
-        let mut child = bootstrap(&api.address())
-            .envs(extra.iter().copied())
-            .spawn()
-            .expect("bootstrap starts");
-        let (output, _readers) = collect_output(&mut child);
-        assert!(
-            api.ready(LIMIT).await.is_some(),
-            "the function polled for an event"
-        );
-        assert_eq!(api.init_error(), None);
-        Self { api, child, output }
+        Self(
+            Running::start(LIMIT, |command| {
+                command.envs(extra.iter().copied());
+            })
+            .await,
+        )
     }
 
     fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.0.alive()
     }
 
     async fn invoke(&self, event: Value) -> Option<Invocation> {
-        self.api.invoke(event, LIMIT).await
+        self.0.api.invoke(event, LIMIT).await
     }
 
     fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
+        self.0.output()
     }
 }
 

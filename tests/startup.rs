@@ -64,6 +64,8 @@ fn invalid_values_stop_start_up_too() {
         ("RATE_LIMIT_IPV6_PREFIX", "/64"),
         ("CODE_HMAC_SECRET", "too-short"),
         ("CHALLENGES_TABLE", ""),
+        ("TLS_EXTRA_ROOTS_FILE", "/no/such/roots.pem"),
+        ("TLS_EXTRA_ROOTS_FILE", "/proc/self/status"),
     ] {
         let mut vars = valid();
         vars.retain(|(k, _)| *k != name);

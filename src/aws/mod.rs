@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 
-use crate::config::Config;
+use crate::config::{Config, ExtraRoots};
 
 /// Time allowed to open a connection (TCP + TLS).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -47,32 +47,50 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const AMAZON_TRUST_SERVICES_PEM: &[u8] =
     include_bytes!("../../certs/amazon-trust-services.pem");
 
-/// The root certificates the SDK's HTTP client trusts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TrustRoots {
-    /// Only the Amazon Trust Services roots built into the binary: enough
-    /// for every AWS endpoint, and nothing is read from disk at start-up.
-    #[default]
-    Amazon,
-    /// Those and the system's store, for networks whose proxy re-signs TLS
-    /// with a private root (`TLS_SYSTEM_ROOTS=true`). Every certificate
-    /// file of the system is read at start-up.
-    AmazonAndSystem,
+/// The root certificates the SDK's HTTP client trusts: always the Amazon
+/// Trust Services roots built into the binary (enough for every AWS
+/// endpoint, and nothing read from disk at start-up), and what the
+/// configuration adds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrustRoots {
+    /// Also the system's store, for networks whose proxy re-signs TLS with
+    /// a private root (`TLS_SYSTEM_ROOTS=true`). Every certificate file of
+    /// the system is read at start-up.
+    pub system: bool,
+    /// Also these, checked at start-up (`TLS_EXTRA_ROOTS_FILE`).
+    pub extra: Option<ExtraRoots>,
 }
 
 impl TrustRoots {
+    /// The built-in Amazon roots only.
+    pub fn amazon() -> Self {
+        Self::default()
+    }
+
+    /// The roots `config` asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            system: config.tls_system_roots,
+            extra: config.tls_extra_roots.clone(),
+        }
+    }
+
     /// The SDK's trust store for this choice.
-    pub fn trust_store(self) -> TrustStore {
-        TrustStore::empty()
-            .with_native_roots(self == Self::AmazonAndSystem)
-            .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM)
+    pub fn trust_store(&self) -> TrustStore {
+        let store = TrustStore::empty()
+            .with_native_roots(self.system)
+            .with_pem_certificate(AMAZON_TRUST_SERVICES_PEM);
+        match &self.extra {
+            Some(extra) => store.with_pem_certificate(extra.pem()),
+            None => store,
+        }
     }
 }
 
 /// The SDK's own HTTP client (hyper and rustls on aws-lc, as the SDK's
 /// default is), trusting `roots` instead of the platform store it would
 /// otherwise load at start-up.
-pub fn http_client(roots: TrustRoots) -> SharedHttpClient {
+pub fn http_client(roots: &TrustRoots) -> SharedHttpClient {
     let builder = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
     match TlsContext::builder()
@@ -91,16 +109,17 @@ pub fn http_client(roots: TrustRoots) -> SharedHttpClient {
 }
 
 /// The function's SDK configuration: roots as `config` asks
-/// (`TLS_SYSTEM_ROOTS`), then [`warm_up`] when the credentials are in the
-/// environment (as on Lambda). Elsewhere they may come from a provider that
-/// calls the network, which start-up must not do.
+/// (`TLS_SYSTEM_ROOTS`, `TLS_EXTRA_ROOTS_FILE`), then [`warm_up`] when the
+/// credentials are in the environment (as on Lambda). Elsewhere they may
+/// come from a provider that calls the network, which start-up must not do.
 pub async fn function_sdk_config(config: &Config) -> SdkConfig {
-    let roots = if config.tls_system_roots {
-        TrustRoots::AmazonAndSystem
-    } else {
-        TrustRoots::Amazon
-    };
-    let (sdk, credentials_from_environment) = load(roots).await;
+    if let Some(extra) = &config.tls_extra_roots {
+        tracing::info!(
+            roots = extra.count(),
+            "TLS_EXTRA_ROOTS_FILE: trusting these roots besides the built-in ones"
+        );
+    }
+    let (sdk, credentials_from_environment) = load(&TrustRoots::from_config(config)).await;
     if credentials_from_environment {
         let warmed = warm_up(&sdk).await;
         if warmed < 2 {
@@ -116,7 +135,7 @@ pub async fn function_sdk_config(config: &Config) -> SdkConfig {
 /// The SDK configuration with the Amazon Trust Services roots only, for the
 /// tools and tests that build their own clients (no warm-up).
 pub async fn sdk_config() -> SdkConfig {
-    load(TrustRoots::Amazon).await.0
+    load(&TrustRoots::amazon()).await.0
 }
 
 /// Loads region and credentials the standard way (environment, profile, …),
@@ -127,7 +146,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// environment (where Lambda puts them) are taken once, here, instead of
 /// through the whole default chain; one identity cache serves every client
 /// built from the result.
-async fn load(roots: TrustRoots) -> (SdkConfig, bool) {
+async fn load(roots: &TrustRoots) -> (SdkConfig, bool) {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client(roots))
         .identity_cache(IdentityCache::lazy().build())
@@ -307,8 +326,11 @@ mod tests {
             shown.contains("enable_native_roots: true")
         };
         assert!(!reads_system(TrustRoots::default()));
-        assert!(!reads_system(TrustRoots::Amazon));
-        assert!(reads_system(TrustRoots::AmazonAndSystem));
+        assert!(!reads_system(TrustRoots::amazon()));
+        assert!(reads_system(TrustRoots {
+            system: true,
+            extra: None
+        }));
     }
 
     #[tokio::test]
@@ -319,7 +341,7 @@ mod tests {
         // Building a client parses the trust store (the SDK panics on a
         // root it cannot use), and the warm-up request would connect here.
         let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client(TrustRoots::Amazon))
+            .http_client(http_client(&TrustRoots::amazon()))
             .timeout_config(timeouts())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "test"))

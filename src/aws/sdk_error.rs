@@ -220,14 +220,16 @@ where
     let (kind, detail) = match err {
         SdkError::TimeoutError(_) => (FaultKind::Unavailable, "timed out".to_string()),
         SdkError::DispatchFailure(failure) => {
-            let what = if failure.is_timeout() {
-                "timed out"
+            let what = if let Some(tls) = tls_failure(err) {
+                tls
+            } else if failure.is_timeout() {
+                "timed out".to_string()
             } else if failure.is_io() {
-                "connection failed"
+                "connection failed".to_string()
             } else {
-                "could not send the request"
+                "could not send the request".to_string()
             };
-            (FaultKind::Unavailable, what.to_string())
+            (FaultKind::Unavailable, what)
         }
         SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
             let code = err.code().unwrap_or("unknown");
@@ -261,6 +263,31 @@ where
         format!("{detail}; {} attempt(s), the last {last}", reaches.len()),
     )
     .applied_maybe(log.may_have_applied())
+}
+
+/// The TLS failure somewhere in `err`'s chain of causes, named: rustls's own
+/// error says which check refused the peer (an unknown issuer, another host
+/// name, an expired certificate), so the log tells a trust problem from an
+/// outage. It holds no request data.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(match tls {
+                rustls::Error::InvalidCertificate(_) => format!("TLS certificate refused: {tls}"),
+                _ => format!("TLS handshake failed: {tls}"),
+            });
+        }
+        // An I/O error's `source` skips the error it wraps (hyper-rustls
+        // wraps rustls's that way): step into it instead.
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// A conditional write refused on its last attempt is a plain refusal when
@@ -325,6 +352,27 @@ pub fn answer_without(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tls_failure_is_named_through_wrapping_io_errors() {
+        use rustls::{CertificateError, Error as Tls};
+        // As hyper-rustls reports a refused certificate: rustls's error in
+        // an I/O error inside another I/O error (whose `source` skips it).
+        let refused = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+        ));
+        assert_eq!(
+            tls_failure(&refused).as_deref(),
+            Some("TLS certificate refused: invalid peer certificate: UnknownIssuer")
+        );
+        let other = std::io::Error::other(Tls::NoCertificatesPresented);
+        assert!(tls_failure(&other)
+            .unwrap()
+            .starts_with("TLS handshake failed: "));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(tls_failure(&plain), None);
+    }
 
     #[test]
     fn each_attempt_is_read_from_what_was_seen_of_it() {

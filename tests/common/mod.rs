@@ -619,3 +619,57 @@ pub fn collect_output(
         .collect();
     (output, readers)
 }
+
+/// The real `bootstrap` under its own Runtime API emulator, with its output
+/// gathered as it comes (a full pipe would stall it).
+pub struct Running {
+    pub api: runtime_api::RuntimeApi,
+    pub child: tokio::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Spawns [`bootstrap`] with the variables `configure` adds, and waits
+    /// (up to `limit`) for its first poll, which must follow a clean init.
+    pub async fn start(
+        limit: std::time::Duration,
+        configure: impl FnOnce(&mut tokio::process::Command),
+    ) -> Self {
+        let mut api = runtime_api::RuntimeApi::start().await.expect("emulator");
+        let mut command = bootstrap(&api.address());
+        configure(&mut command);
+        let mut child = command.spawn().expect("bootstrap starts");
+        let (output, readers) = collect_output(&mut child);
+        let ready = api.ready(limit).await.is_some();
+        let text = output.lock().expect("output").clone();
+        assert!(ready, "the function polled for an event: {text}");
+        assert_eq!(api.init_error(), None, "{text}");
+        Self {
+            api,
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// Everything the process wrote so far.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the process; everything it wrote.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
+        }
+        self.output()
+    }
+}
