@@ -50,6 +50,27 @@ pub struct Config {
     /// (off by default): a private CA in front of the endpoints, such as
     /// the TLS front of the local tests and benchmark.
     pub tls_extra_roots: Option<ExtraRoots>,
+    /// When the connections a cold request needs are opened (`PRECONNECT`).
+    pub preconnect: Preconnect,
+}
+
+/// When a process opens the connections its first success needs beyond
+/// those of round 1: DynamoDB's third (round 2 makes three calls at once)
+/// and SES's (round 3). Opening one means a TCP and TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preconnect {
+    /// At the first request with a challenge id, beside round 1, so the
+    /// handshakes overlap its calls instead of delaying rounds 2 and 3;
+    /// nothing at init (`first-request`, the default).
+    #[default]
+    FirstRequest,
+    /// During init, all of them (round 1's too) at once, for at most the
+    /// connect timeout: init is billed, and only an environment initialised
+    /// before its first request (provisioned concurrency, proactive
+    /// initialisation) gains the whole handshake time (`init`).
+    Init,
+    /// Never: each connection is opened by the call that needs it (`off`).
+    Off,
 }
 
 /// Largest `TLS_EXTRA_ROOTS_FILE` read, in bytes: far more than any set of
@@ -165,6 +186,7 @@ impl fmt::Debug for Config {
             .field("default_language", &self.default_language)
             .field("tls_system_roots", &self.tls_system_roots)
             .field("tls_extra_roots", &self.tls_extra_roots)
+            .field("preconnect", &self.preconnect)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +279,18 @@ impl Config {
                 problem,
             })?;
 
+        let preconnect = match get("PRECONNECT").as_deref() {
+            None | Some("first-request") => Preconnect::FirstRequest,
+            Some("init") => Preconnect::Init,
+            Some("off") => Preconnect::Off,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "PRECONNECT",
+                    problem: "must be first-request, init or off".into(),
+                })
+            }
+        };
+
         Ok(Self {
             challenges_table: required("CHALLENGES_TABLE")?,
             users_table: required("USERS_TABLE")?,
@@ -276,6 +310,7 @@ impl Config {
             default_language,
             tls_system_roots,
             tls_extra_roots,
+            preconnect,
         })
     }
 }
@@ -339,6 +374,24 @@ mod tests {
         assert_eq!(config.ses_configuration_set, None);
         assert!(!config.tls_system_roots);
         assert_eq!(config.tls_extra_roots, None);
+        assert_eq!(config.preconnect, Preconnect::FirstRequest);
+    }
+
+    #[test]
+    fn preconnect_takes_its_three_words_only() {
+        let mut vars = base();
+        for (word, want) in [
+            ("first-request", Preconnect::FirstRequest),
+            ("init", Preconnect::Init),
+            ("off", Preconnect::Off),
+        ] {
+            vars.insert("PRECONNECT", word.into());
+            assert_eq!(load(&vars).unwrap().preconnect, want);
+        }
+        for bad in ["INIT", "true", "first_request", " off"] {
+            vars.insert("PRECONNECT", bad.into());
+            assert_eq!(load(&vars).unwrap_err().variable, "PRECONNECT", "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use lambda_http::{service_fn, Adapter, Body, Request, RequestExt, Response};
 
 use crate::aws::mailer::Mailer;
 use crate::aws::store::{self, Attempted, Commit, Committed, Count, Reserved, Store};
+use crate::aws::EarlyConnections;
 use crate::config::Config;
 use crate::domain::caller::CallerIp;
 use crate::domain::challenge::{reservation_refusal, Challenge, SendRules};
@@ -43,9 +44,11 @@ pub async fn run() -> Result<(), lambda_http::Error> {
             std::process::exit(1);
         }
     };
-    let sdk = crate::aws::function_sdk_config(&config).await;
+    let (sdk, early) = crate::aws::function_sdk_config(&config).await;
     // Lives as long as the process; concurrent invocations share it.
-    let app: &'static App = Box::leak(Box::new(App::new(config, &sdk)));
+    let app: &'static App = Box::leak(Box::new(
+        App::new(config, &sdk).with_early_connections(early),
+    ));
     let handler = service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(app, req, Timestamp::now()).await)
     });
@@ -64,6 +67,7 @@ pub struct App {
     mailer: Mailer,
     templates: Templates,
     refused: Arc<RefusedCallers>,
+    early: EarlyConnections,
 }
 
 impl App {
@@ -87,8 +91,16 @@ impl App {
             mailer: Mailer::new(ses, &config),
             templates: Templates,
             refused: Arc::default(),
+            early: EarlyConnections::default(),
             config,
         }
+    }
+
+    /// The same, opening `early` beside the first request's round 1
+    /// (`PRECONNECT=first-request`; empty otherwise).
+    pub fn with_early_connections(mut self, early: EarlyConnections) -> Self {
+        self.early = early;
+        self
     }
 
     /// The configuration in use.
@@ -163,7 +175,11 @@ async fn serve(
     let parsed = request::check_method(req.method()).and_then(|()| request::challenge_id(&req));
     drop(req);
 
-    // Round 1: the caller's counter and the challenge read.
+    // Round 1: the caller's counter and the challenge read; the first time,
+    // the connections rounds 2 and 3 will need start opening beside it.
+    if parsed.is_ok() {
+        app.early.open_once_in_background();
+    }
     let count = app.store.count(&key, window.counter_expire_at(), limit);
     let (count, read) = match &parsed {
         Ok(id) => {

@@ -210,7 +210,7 @@ async fn refused_on_dynamodb(flaw: Flaw, reason: &str) {
         out.contains("TLS certificate refused") && out.contains(reason),
         "the log names {reason}: {out}"
     );
-    assert_eq!(fronts.handshakes(), (0, 0));
+    assert_eq!(fronts.handshakes().0, 0, "no DynamoDB handshake completed");
     assert!(emails_to(&address).is_empty());
 }
 
@@ -240,4 +240,71 @@ async fn a_refused_ses_certificate_gives_the_reservation_back() {
     let item = env.challenge_item(&challenge).await;
     assert_eq!(n(&item, "codesSent"), Some(0), "{item:?}");
     assert!(stored_codes(&item).is_empty());
+}
+
+/// Waits (briefly) until the fronts have accepted `want` connections.
+async fn accepted_reaches(fronts: &Fronts, want: (usize, usize)) -> (usize, usize) {
+    for _ in 0..100 {
+        if fronts.accepted() == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fronts.accepted()
+}
+
+#[tokio::test]
+async fn the_first_request_opens_the_connections_later_rounds_need_beside_round_one() {
+    let fronts = Fronts::start(Flaw::None, Flaw::None).await;
+    let ca = fronts.ca_path();
+    let function = Function::start(&fronts, &[("TLS_EXTRA_ROOTS_FILE", ca.as_str())]).await;
+    // A challenge id that does not exist: round 1 only (counter and read),
+    // yet SES's connection and DynamoDB's third open beside it.
+    assert_eq!(function.status("no-such-challenge").await, 400);
+    assert_eq!(accepted_reaches(&fronts, (3, 1)).await, (3, 1));
+    assert_eq!(fronts.handshakes(), (3, 1));
+    // Only the first time.
+    assert_eq!(function.status("no-such-challenge").await, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fronts.accepted(), (3, 1));
+    function.stop().await;
+}
+
+#[tokio::test]
+async fn preconnect_off_opens_only_what_each_call_needs() {
+    let fronts = Fronts::start(Flaw::None, Flaw::None).await;
+    let ca = fronts.ca_path();
+    let function = Function::start(
+        &fronts,
+        &[("TLS_EXTRA_ROOTS_FILE", ca.as_str()), ("PRECONNECT", "off")],
+    )
+    .await;
+    assert_eq!(function.status("no-such-challenge").await, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fronts.accepted(), (2, 0), "round 1's two calls only");
+    function.stop().await;
+}
+
+#[tokio::test]
+async fn preconnect_init_opens_every_connection_before_the_first_request() {
+    let env = Env::new().await;
+    let fronts = Fronts::start(Flaw::None, Flaw::None).await;
+    let ca = fronts.ca_path();
+    let function = Function::start(
+        &fronts,
+        &[
+            ("TLS_EXTRA_ROOTS_FILE", ca.as_str()),
+            ("PRECONNECT", "init"),
+        ],
+    )
+    .await;
+    assert_eq!(fronts.handshakes(), (3, 1), "all done during init");
+    let (challenge, _, _) = env.email_challenge().await;
+    assert_eq!(function.status(&challenge).await, 200);
+    assert_eq!(
+        fronts.accepted(),
+        (3, 1),
+        "the cold success opened no connection"
+    );
+    function.stop().await;
 }

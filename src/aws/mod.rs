@@ -8,8 +8,8 @@ pub mod sdk_error;
 pub mod store;
 pub mod tables;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
@@ -23,9 +23,13 @@ use aws_sdk_dynamodb::config::{
 };
 use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
 
-use crate::config::{Config, ExtraRoots};
+use crate::config::{Config, ExtraRoots, Preconnect};
 
 /// Time allowed to open a connection (TCP + TLS).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -112,7 +116,9 @@ pub fn http_client(roots: &TrustRoots) -> SharedHttpClient {
 /// (`TLS_SYSTEM_ROOTS`, `TLS_EXTRA_ROOTS_FILE`), then [`warm_up`] when the
 /// credentials are in the environment (as on Lambda). Elsewhere they may
 /// come from a provider that calls the network, which start-up must not do.
-pub async fn function_sdk_config(config: &Config) -> SdkConfig {
+/// Also returns the connections to open ahead of need (none without the
+/// warm-up), already opened when `PRECONNECT=init`.
+pub async fn function_sdk_config(config: &Config) -> (SdkConfig, EarlyConnections) {
     if let Some(extra) = &config.tls_extra_roots {
         tracing::info!(
             roots = extra.count(),
@@ -120,16 +126,34 @@ pub async fn function_sdk_config(config: &Config) -> SdkConfig {
         );
     }
     let (sdk, credentials_from_environment) = load(&TrustRoots::from_config(config)).await;
-    if credentials_from_environment {
-        let warmed = warm_up(&sdk).await;
-        if warmed < 2 {
-            tracing::warn!(
-                warmed,
-                "the SDK warm-up stopped early: the first request does that work"
-            );
-        }
+    if !credentials_from_environment {
+        return (sdk, EarlyConnections::default());
     }
-    sdk
+    let (warmed, early) = warm_up(&sdk).await;
+    if warmed < 2 {
+        tracing::warn!(
+            warmed,
+            "the SDK warm-up stopped early: the first request does that work"
+        );
+    }
+    let early = match config.preconnect {
+        Preconnect::Off => EarlyConnections::default(),
+        Preconnect::FirstRequest => early,
+        Preconnect::Init => {
+            // Round 1's two connections too: nothing is left to open.
+            let all = early.with_dynamodb(3);
+            let opened = all.open_within(CONNECT_TIMEOUT).await;
+            if opened < all.len() {
+                tracing::warn!(
+                    opened,
+                    wanted = all.len(),
+                    "PRECONNECT=init: not every connection opened; requests open the rest"
+                );
+            }
+            EarlyConnections::default()
+        }
+    };
+    (sdk, early)
 }
 
 /// The SDK configuration with the Amazon Trust Services roots only, for the
@@ -168,9 +192,10 @@ async fn load(roots: &TrustRoots) -> (SdkConfig, bool) {
 /// just before it would be sent, so nothing goes on the network as long as
 /// the credentials provider itself needs none. Returns how many of the two
 /// requests got that far (2 unless something failed before sending, which
-/// the first real request would then meet again).
-pub async fn warm_up(sdk: &SdkConfig) -> usize {
-    let stop = StopBeforeSending::default();
+/// the first real request would then meet again), and what they learnt:
+/// each service's endpoint and connector, for [`EarlyConnections`].
+pub async fn warm_up(sdk: &SdkConfig) -> (usize, EarlyConnections) {
+    let (dynamodb_stop, ses_stop) = (StopBeforeSending::default(), StopBeforeSending::default());
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let _stopped = dynamodb
         .get_item()
@@ -180,7 +205,7 @@ pub async fn warm_up(sdk: &SdkConfig) -> usize {
             aws_sdk_dynamodb::types::AttributeValue::S("warm-up".into()),
         )
         .customize()
-        .interceptor(stop.clone())
+        .interceptor(dynamodb_stop.clone())
         .send()
         .await;
     let ses = aws_sdk_sesv2::Client::new(sdk);
@@ -188,19 +213,37 @@ pub async fn warm_up(sdk: &SdkConfig) -> usize {
         .send_email()
         .from_email_address("warm-up@example.com")
         .customize()
-        .interceptor(stop.clone())
+        .interceptor(ses_stop.clone())
         .send()
         .await;
-    stop.reached.load(Ordering::Relaxed)
+    let mut early = EarlyConnections::default();
+    let mut warmed = 0;
+    for (stop, count) in [(&dynamodb_stop, 1), (&ses_stop, 1)] {
+        let seen = stop
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((origin, connector)) = seen {
+            warmed += 1;
+            early.targets.push(Target {
+                origin,
+                connector,
+                count,
+            });
+        }
+    }
+    (warmed, early)
 }
 
 /// Ends a warm-up request just before it would be sent, after building the
 /// HTTP connector the request would have used (connectors are cached per
-/// timeout settings in the shared HTTP client), and counts the requests
-/// that got there.
+/// timeout settings in the shared HTTP client, so that connector and its
+/// pool of connections are the ones later requests use), and keeps it with
+/// the endpoint's origin.
 #[derive(Debug, Clone, Default)]
 struct StopBeforeSending {
-    reached: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Option<(String, SharedHttpConnector)>>>,
 }
 
 impl Intercept for StopBeforeSending {
@@ -210,7 +253,7 @@ impl Intercept for StopBeforeSending {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -222,10 +265,98 @@ impl Intercept for StopBeforeSending {
             let mut settings = HttpConnectorSettings::builder();
             settings.set_connect_timeout(timeouts.connect_timeout());
             settings.set_read_timeout(timeouts.read_timeout());
-            let _connector = client.http_connector(&settings.build(), runtime_components);
+            let connector = client.http_connector(&settings.build(), runtime_components);
+            let uri = context.request().uri();
+            let origin = match uri.find("://").map(|at| at + 3) {
+                Some(start) => match uri[start..].find('/') {
+                    Some(path) => &uri[..start + path],
+                    None => uri,
+                },
+                None => uri,
+            };
+            *self.seen.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((format!("{origin}/"), connector));
         }
-        self.reached.fetch_add(1, Ordering::Relaxed);
         Err("warm-up request stopped before sending".into())
+    }
+}
+
+/// Connections a process opens before a call needs them (`PRECONNECT`):
+/// each one is an unsigned `HEAD /` to the service's endpoint through the
+/// connector the SDK's clients use, so the connection it leaves (after its
+/// TCP and TLS handshakes) waits in their pool for the next call. The
+/// answer itself (whatever its status) is not read; the request carries no
+/// credentials and does nothing.
+#[derive(Debug, Clone, Default)]
+pub struct EarlyConnections {
+    targets: Vec<Target>,
+    started: Arc<AtomicBool>,
+}
+
+/// One service's endpoint, its connector, and how many connections to open.
+#[derive(Debug, Clone)]
+struct Target {
+    origin: String,
+    connector: SharedHttpConnector,
+    count: usize,
+}
+
+impl EarlyConnections {
+    /// The same, with `count` connections to DynamoDB (the first target).
+    pub fn with_dynamodb(mut self, count: usize) -> Self {
+        if let Some(first) = self.targets.first_mut() {
+            first.count = count;
+        }
+        self
+    }
+
+    /// How many connections [`Self::open_within`] would open.
+    pub fn len(&self) -> usize {
+        self.targets.iter().map(|t| t.count).sum()
+    }
+
+    /// True when there is nothing to open (no warm-up, or `PRECONNECT=off`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Opens every connection at once and waits for at most `limit`;
+    /// returns how many were answered in time.
+    pub async fn open_within(&self, limit: Duration) -> usize {
+        let mut opening = tokio::task::JoinSet::new();
+        for target in &self.targets {
+            for _ in 0..target.count {
+                let (origin, connector) = (target.origin.clone(), target.connector.clone());
+                opening.spawn(async move {
+                    let mut request = HttpRequest::new(SdkBody::empty());
+                    request.set_method("HEAD").ok()?;
+                    request.set_uri(origin.as_str()).ok()?;
+                    connector.call(request).await.ok()
+                });
+            }
+        }
+        let answered = tokio::time::timeout(limit, async {
+            let mut answered = 0;
+            while let Some(done) = opening.join_next().await {
+                answered += usize::from(matches!(done, Ok(Some(_))));
+            }
+            answered
+        })
+        .await;
+        // Past the limit, the ones still opening go on in the background
+        // (they end with the connect timeout at the latest).
+        opening.detach_all();
+        answered.unwrap_or(0)
+    }
+
+    /// The first time only, starts opening them in the background (a
+    /// request calls this beside its first round, and does not wait).
+    pub fn open_once_in_background(&self) {
+        if self.is_empty() || self.started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let early = self.clone();
+        tokio::spawn(async move { early.open_within(OPERATION_TIMEOUT).await });
     }
 }
 
@@ -348,11 +479,13 @@ mod tests {
             .endpoint_url(format!("http://{address}"))
             .load()
             .await;
-        assert_eq!(
-            warm_up(&sdk).await,
-            2,
-            "both requests got as far as sending"
-        );
+        let (warmed, early) = warm_up(&sdk).await;
+        assert_eq!(warmed, 2, "both requests got as far as sending");
+        assert_eq!(early.len(), 2, "one early connection to each service");
+        assert!(early
+            .targets
+            .iter()
+            .all(|t| t.origin == format!("http://{address}/")));
         match listener.accept() {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             other => panic!("the warm-up opened a connection: {other:?}"),
