@@ -3,7 +3,8 @@
 //! sent, when its answer began), so the benchmark can count AWS calls and
 //! request units per invocation and how many calls ran one after another.
 //! HTTP/1.1 without pipelining, as the AWS SDK speaks it: on one connection,
-//! bytes from the client after an answer begin the next request.
+//! bytes from the client after an answer begin the next request. The `HEAD`
+//! requests that open the function's early connections are not calls.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,9 @@ async fn relay(service: &'static str, client: TcpStream, upstream: SocketAddr, c
         let mut calls = calls.lock().unwrap();
         let index = match *open {
             Some(index) => index,
+            // The function's early connections (PRECONNECT) open with a
+            // HEAD request: no AWS call, so not recorded.
+            None if chunk.starts_with(b"HEAD ") => return,
             None => {
                 calls.push(Call {
                     service,
