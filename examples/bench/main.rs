@@ -10,12 +10,14 @@
 //! (default target/release/examples/floor), --cold N (fresh processes of
 //! each binary, default 20), --warm N (invocations of the three main paths,
 //! default 300), --each N (invocations of every other path, default 40),
-//! --zip PATH (default target/lambda/bootstrap/bootstrap.zip), --out PATH
-//! (default bench/results.json).
+//! --concurrent N (success requests per level of the concurrency table,
+//! default 400), --zip PATH (default target/lambda/bootstrap/bootstrap.zip),
+//! --out PATH (default bench/results.json).
 
 // In a developer tool, a failed assumption should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod concurrency;
 mod cost;
 mod proxy;
 
@@ -47,6 +49,7 @@ struct Options {
     cold: usize,
     warm: usize,
     each: usize,
+    concurrent: usize,
     zip: String,
     out: String,
 }
@@ -58,6 +61,7 @@ fn options() -> Result<Options, String> {
         cold: 20,
         warm: 300,
         each: 40,
+        concurrent: 400,
         zip: "target/lambda/bootstrap/bootstrap.zip".into(),
         out: "bench/results.json".into(),
     };
@@ -74,13 +78,14 @@ fn options() -> Result<Options, String> {
             "--cold" => o.cold = count(&value)?,
             "--warm" => o.warm = count(&value)?,
             "--each" => o.each = count(&value)?,
+            "--concurrent" => o.concurrent = count(&value)?,
             "--zip" => o.zip = value,
             "--out" => o.out = value,
             other => return Err(format!("unknown option {other}")),
         }
     }
-    if o.cold == 0 || o.warm == 0 || o.each == 0 {
-        return Err("--cold, --warm and --each must be at least 1".into());
+    if o.cold == 0 || o.warm == 0 || o.each == 0 || o.concurrent == 0 {
+        return Err("--cold, --warm, --each and --concurrent must be at least 1".into());
     }
     Ok(o)
 }
@@ -124,8 +129,19 @@ impl Bench {
     }
 
     fn spawn(&self, binary: &str, api: &RuntimeApi) -> Result<Child, String> {
+        self.spawn_with(binary, api, &[])
+    }
+
+    /// As [`Bench::spawn`], with `extra` variables on top.
+    fn spawn_with(
+        &self,
+        binary: &str,
+        api: &RuntimeApi,
+        extra: &[(&str, &str)],
+    ) -> Result<Child, String> {
         Command::new(binary)
             .envs(self.env(api))
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -853,6 +869,7 @@ async fn main() -> Result<(), String> {
     let paths = warm_paths(&mut bench, &api, pid, &o).await?;
     let rss_kib = peak_rss_kib(pid);
     let _ = child.kill().await;
+    let concurrent = concurrency::measure(&mut bench, &o.bootstrap, o.concurrent).await?;
 
     // Cold starts, after the warm process is gone: a fresh process per run,
     // as Lambda starts one; the floor and the function take turns, so both
@@ -928,6 +945,7 @@ async fn main() -> Result<(), String> {
         "handler_own_cpu_us_per_request": (own_us * 10.0).round() / 10.0,
         "peak_rss_mib": rss_kib.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
         "zip_bytes": zip_bytes,
+        "concurrency": concurrent,
     });
     print_report(&o, &results, &paths);
     if let Some(dir) = std::path::Path::new(&o.out).parent() {
@@ -1075,4 +1093,6 @@ fn print_report(o: &Options, r: &Value, paths: &[PathResult]) {
         ),
         None => println!("bootstrap.zip: not built ({} missing)", o.zip),
     }
+    println!();
+    concurrency::print(&r["concurrency"]);
 }

@@ -228,34 +228,11 @@ impl RuntimeApi {
         })
     }
 
-    /// Waits for the answer to a submitted event until `deadline`.
-    async fn collect(
-        &self,
-        submitted: Submitted,
-        deadline: tokio::time::Instant,
-    ) -> Option<Invocation> {
-        let got = tokio::time::timeout_at(deadline, submitted.answer).await;
-        let Ok(Ok((response, is_error, at))) = got else {
-            self.shared.waiting.lock().unwrap().remove(&submitted.id);
-            return None;
-        };
-        let started = submitted.handed_out.lock().unwrap().unwrap_or(at);
-        Some(Invocation {
-            request_id: submitted.id,
-            trace_id: submitted.trace_id,
-            response,
-            is_error,
-            latency: at.saturating_duration_since(started),
-            handed_out: started,
-            answered_at: at,
-        })
-    }
-
     /// Hands `event` to the function and waits for its answer.
     pub async fn invoke(&self, event: Value, limit: Duration) -> Option<Invocation> {
         let deadline = tokio::time::Instant::now() + limit;
         let submitted = self.submit(event).await?;
-        self.collect(submitted, deadline).await
+        collect(&self.shared, submitted, deadline).await
     }
 
     /// Queues every event at once, in order, for whichever polls come (a
@@ -271,12 +248,72 @@ impl RuntimeApi {
         let mut answers = Vec::with_capacity(submitted.len());
         for one in submitted {
             answers.push(match one {
-                Some(one) => self.collect(one, deadline).await,
+                Some(one) => collect(&self.shared, one, deadline).await,
                 None => None,
             });
         }
         answers
     }
+
+    /// Closed loop: keeps exactly `in_flight` events queued or in the
+    /// function (fewer only at the end), handing over the next event as soon
+    /// as an answer arrives, until every event has been answered or `limit`
+    /// passes; answers are given in the order of `events`, `None` for one
+    /// not answered in time. Unlike [`RuntimeApi::invoke_all`], which queues
+    /// every event at once, this holds the load at one level for as long as
+    /// the events last.
+    pub async fn invoke_closed_loop(
+        &self,
+        events: Vec<Value>,
+        in_flight: usize,
+        limit: Duration,
+    ) -> Vec<Option<Invocation>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut answers: Vec<Option<Invocation>> = Vec::new();
+        answers.resize_with(events.len(), || None);
+        let mut events = events.into_iter().enumerate();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < in_flight.max(1) {
+                let Some((index, event)) = events.next() else {
+                    break;
+                };
+                if let Some(submitted) = self.submit(event).await {
+                    let shared = self.shared.clone();
+                    running
+                        .spawn(async move { (index, collect(&shared, submitted, deadline).await) });
+                }
+            }
+            match running.join_next().await {
+                Some(Ok((index, answer))) => answers[index] = answer,
+                Some(Err(_)) => {}
+                None => return answers,
+            }
+        }
+    }
+}
+
+/// Waits for the answer to a submitted event until `deadline`.
+async fn collect(
+    shared: &Shared,
+    submitted: Submitted,
+    deadline: tokio::time::Instant,
+) -> Option<Invocation> {
+    let got = tokio::time::timeout_at(deadline, submitted.answer).await;
+    let Ok(Ok((response, is_error, at))) = got else {
+        shared.waiting.lock().unwrap().remove(&submitted.id);
+        return None;
+    };
+    let started = submitted.handed_out.lock().unwrap().unwrap_or(at);
+    Some(Invocation {
+        request_id: submitted.id,
+        trace_id: submitted.trace_id,
+        response,
+        is_error,
+        latency: at.saturating_duration_since(started),
+        handed_out: started,
+        answered_at: at,
+    })
 }
 
 /// Counts a `next` poll as waiting for as long as it lives.
