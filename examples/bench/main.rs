@@ -11,8 +11,11 @@
 //! each binary, default 20), --warm N (invocations of the three main paths,
 //! default 300), --each N (invocations of every other path, default 40),
 //! --concurrent N (success requests per level of the concurrency table,
-//! default 400), --zip PATH (default target/lambda/bootstrap/bootstrap.zip),
-//! --out PATH (default bench/results.json).
+//! default 400), --jitter-bootstrap PATH (the same code built with aws-lc's
+//! jitter entropy, for the TLS table; without it that row is left out),
+//! --zip PATH (default target/lambda/bootstrap/bootstrap.zip), --out PATH
+//! (default bench/results.json). The cold starts over TLS use --cold and
+//! --warm too (examples/bench/tls.rs).
 
 // In a developer tool, a failed assumption should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,6 +23,7 @@
 mod concurrency;
 mod cost;
 mod proxy;
+mod tls;
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -50,6 +54,7 @@ struct Options {
     warm: usize,
     each: usize,
     concurrent: usize,
+    jitter_bootstrap: Option<String>,
     zip: String,
     out: String,
 }
@@ -62,6 +67,7 @@ fn options() -> Result<Options, String> {
         warm: 300,
         each: 40,
         concurrent: 400,
+        jitter_bootstrap: None,
         zip: "target/lambda/bootstrap/bootstrap.zip".into(),
         out: "bench/results.json".into(),
     };
@@ -79,6 +85,7 @@ fn options() -> Result<Options, String> {
             "--warm" => o.warm = count(&value)?,
             "--each" => o.each = count(&value)?,
             "--concurrent" => o.concurrent = count(&value)?,
+            "--jitter-bootstrap" => o.jitter_bootstrap = Some(value),
             "--zip" => o.zip = value,
             "--out" => o.out = value,
             other => return Err(format!("unknown option {other}")),
@@ -887,6 +894,16 @@ async fn main() -> Result<(), String> {
         function.push(cold_run(&bench, &o.bootstrap, first, 200).await?);
     }
 
+    let tls = tls::measure(
+        &mut bench,
+        &o.bootstrap,
+        o.jitter_bootstrap.as_deref(),
+        o.cold,
+        o.warm,
+        median(&floor.iter().map(|r| r.init_ms).collect::<Vec<_>>()),
+    )
+    .await?;
+
     let own_us = handler_own_cpu_us()?;
     let zip_bytes = std::fs::metadata(&o.zip).map(|m| m.len()).ok();
 
@@ -946,6 +963,7 @@ async fn main() -> Result<(), String> {
         "peak_rss_mib": rss_kib.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
         "zip_bytes": zip_bytes,
         "concurrency": concurrent,
+        "tls": tls,
     });
     print_report(&o, &results, &paths);
     if let Some(dir) = std::path::Path::new(&o.out).parent() {
@@ -1095,4 +1113,6 @@ fn print_report(o: &Options, r: &Value, paths: &[PathResult]) {
     }
     println!();
     concurrency::print(&r["concurrency"]);
+    println!();
+    tls::print(&r["tls"]);
 }

@@ -1,0 +1,303 @@
+//! The cold start as Lambda runs it, over TLS: the stand-ins behind TLS
+//! fronts (harness/src/tls_front.rs, a CA made for this run, trusted through
+//! `TLS_EXTRA_ROOTS_FILE`), in front of the counting proxies. Fresh
+//! processes of each variant take turns with plain HTTP, so all see the same
+//! machine: the release bootstrap as built (no jitter entropy), the same code
+//! built with aws-lc's jitter entropy (`--jitter-bootstrap`), and each
+//! `PRECONNECT` choice. A warm process over TLS gives the latency the first
+//! invocation is compared with, and proves that warm requests open no
+//! connection.
+
+use std::time::{Duration, Instant};
+
+use harness::runtime_api::RuntimeApi;
+use harness::tls_front::{Flaw, TestCa, TlsFront};
+use serde_json::{json, Value};
+
+use super::{invoke, median, ms, post, round2, summary, Bench, HEAT, LIMIT};
+
+/// The target: the first invocation over TLS is at most this much slower
+/// than a warm one (median against median).
+const FIRST_OVER_WARM_TARGET_MS: f64 = 5.0;
+/// The target: init over TLS is at most this much slower than the floor's.
+const INIT_OVER_FLOOR_TARGET_MS: f64 = 1.5;
+
+/// Both stand-ins behind TLS, and the CA's file.
+pub struct Fronts {
+    dynamodb: TlsFront,
+    ses: TlsFront,
+    ca_file: String,
+    _dir: TempDir,
+}
+
+/// A folder removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Fronts {
+    /// Fronts before the bench's counting proxies.
+    pub async fn start(bench: &Bench) -> Result<Self, String> {
+        let ca = TestCa::new();
+        let dir =
+            std::env::temp_dir().join(format!("send-email-code-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let ca_file = ca.write_pem(&dir).to_string_lossy().into_owned();
+        let front = |upstream: String| {
+            let cert = ca.server_cert(Flaw::None);
+            async move {
+                TlsFront::start(&upstream, cert)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        Ok(Self {
+            dynamodb: front(bench.dynamodb_url.clone()).await?,
+            ses: front(bench.ses_url.clone()).await?,
+            ca_file,
+            _dir: TempDir(dir),
+        })
+    }
+
+    /// TLS handshakes completed on both fronts so far.
+    fn handshakes(&self) -> usize {
+        self.dynamodb.handshakes() + self.ses.handshakes()
+    }
+
+    /// The variables that send the function through the fronts.
+    fn vars(&self, preconnect: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb.url()),
+            ("AWS_ENDPOINT_URL_SESV2", self.ses.url()),
+            ("TLS_EXTRA_ROOTS_FILE", self.ca_file.clone()),
+            ("PRECONNECT", preconnect.to_string()),
+        ]
+    }
+}
+
+/// One way to start the function for a cold run.
+struct Variant {
+    name: &'static str,
+    binary: String,
+    tls: bool,
+    preconnect: &'static str,
+}
+
+/// One cold run of a variant.
+struct Cold {
+    init_ms: f64,
+    first_ms: f64,
+    response_ms: f64,
+    init_handshakes: usize,
+    first_handshakes: usize,
+}
+
+async fn cold(bench: &Bench, fronts: &Fronts, v: &Variant, event: Value) -> Result<Cold, String> {
+    let mut api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let vars = if v.tls {
+        fronts.vars(v.preconnect)
+    } else {
+        vec![("PRECONNECT", v.preconnect.to_string())]
+    };
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let before = fronts.handshakes();
+    let spawned = Instant::now();
+    let mut child = bench.spawn_with(&v.binary, &api, &extra)?;
+    let ready = api
+        .ready(LIMIT)
+        .await
+        .ok_or(format!("{}: never polled for an event", v.name))?;
+    if let Some(err) = api.init_error() {
+        return Err(format!("{}: init error: {err}", v.name));
+    }
+    let at_ready = fronts.handshakes();
+    let inv = invoke(bench, &api, event, 200)
+        .await
+        .map_err(|e| format!("{}, first invocation: {e}", v.name))?;
+    let answered = fronts.handshakes();
+    let _ = child.kill().await;
+    Ok(Cold {
+        init_ms: ms(ready - spawned),
+        first_ms: ms(inv.latency),
+        response_ms: ms(inv.answered_at - spawned),
+        init_handshakes: at_ready - before,
+        first_handshakes: answered - at_ready,
+    })
+}
+
+/// Warm success latency over TLS in one process, and the connections the
+/// measured requests opened.
+async fn warm(
+    bench: &mut Bench,
+    fronts: &Fronts,
+    binary: &str,
+    n: usize,
+) -> Result<(Vec<f64>, usize), String> {
+    let mut api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let vars = fronts.vars("first-request");
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = bench.spawn_with(binary, &api, &extra)?;
+    api.ready(LIMIT).await.ok_or("the function never polled")?;
+    for id in bench.fresh_challenges(HEAT).await? {
+        let caller = bench.caller();
+        invoke(bench, &api, post(&id, &caller), 200).await?;
+    }
+    let before = fronts.dynamodb.accepted() + fronts.ses.accepted();
+    let mut latencies = Vec::with_capacity(n);
+    for id in bench.fresh_challenges(n).await? {
+        let caller = bench.caller();
+        latencies.push(ms(invoke(bench, &api, post(&id, &caller), 200)
+            .await?
+            .latency));
+    }
+    let opened = fronts.dynamodb.accepted() + fronts.ses.accepted() - before;
+    let _ = child.kill().await;
+    Ok((latencies, opened))
+}
+
+/// Cold starts over TLS beside plain HTTP, and warm latency over TLS.
+/// `floor_init_p50` is the bare lambda_http binary's median init, measured
+/// by the caller on the same machine.
+pub async fn measure(
+    bench: &mut Bench,
+    bootstrap: &str,
+    jitter_bootstrap: Option<&str>,
+    runs: usize,
+    warm_requests: usize,
+    floor_init_p50: f64,
+) -> Result<Value, String> {
+    let fronts = Fronts::start(bench).await?;
+    eprintln!("TLS: warm process, {warm_requests} success requests");
+    let (warm_latencies, warm_opened) = warm(bench, &fronts, bootstrap, warm_requests).await?;
+
+    let variant = |name, binary: &str, tls, preconnect| Variant {
+        name,
+        binary: binary.to_string(),
+        tls,
+        preconnect,
+    };
+    let mut variants = vec![
+        variant("plain HTTP", bootstrap, false, "first-request"),
+        variant("TLS", bootstrap, true, "first-request"),
+        variant("TLS, PRECONNECT=off", bootstrap, true, "off"),
+        variant("TLS, PRECONNECT=init", bootstrap, true, "init"),
+    ];
+    if let Some(jitter) = jitter_bootstrap {
+        variants.push(variant(
+            "TLS, built with jitter entropy",
+            jitter,
+            true,
+            "first-request",
+        ));
+    }
+    eprintln!(
+        "TLS: {runs} cold starts of each of {} variants, taking turns",
+        variants.len()
+    );
+    let mut results: Vec<Vec<Cold>> = variants.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (v, runs) in variants.iter().zip(results.iter_mut()) {
+            let id = bench.fresh_challenges(1).await?.remove(0);
+            let caller = bench.caller();
+            runs.push(cold(bench, &fronts, v, post(&id, &caller)).await?);
+            // The killed process's connections close before the next run.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let warm_p50 = median(&warm_latencies);
+    let rows: Vec<Value> = variants
+        .iter()
+        .zip(&results)
+        .map(|(v, runs)| {
+            let column = |f: fn(&Cold) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+            json!({
+                "variant": v.name,
+                "preconnect": v.preconnect,
+                "tls": v.tls,
+                "init_ms": summary(&column(|r| r.init_ms)),
+                "first_invocation_ms": summary(&column(|r| r.first_ms)),
+                "spawn_to_response_ms": summary(&column(|r| r.response_ms)),
+                "handshakes_at_init": median(&column(|r| r.init_handshakes as f64)),
+                "handshakes_in_first_invocation": median(&column(|r| r.first_handshakes as f64)),
+            })
+        })
+        .collect();
+    let tls_row = &rows[1];
+    let p50 = |row: &Value, key: &str| row[key]["p50"].as_f64().unwrap_or(f64::NAN);
+    let first_over_warm = p50(tls_row, "first_invocation_ms") - warm_p50;
+    let init_over_floor = p50(tls_row, "init_ms") - floor_init_p50;
+    Ok(json!({
+        "cold_runs_each": runs,
+        "warm_success_latency_ms": summary(&warm_latencies),
+        "warm_new_connections": warm_opened,
+        "cold": rows,
+        "targets": {
+            "first_invocation_minus_warm_p50_ms": round2(first_over_warm),
+            "first_invocation_within_warm_plus_5_ms": first_over_warm <= FIRST_OVER_WARM_TARGET_MS,
+            "warm_opens_no_connection": warm_opened == 0,
+            "init_minus_floor_ms": round2(init_over_floor),
+            "init_within_floor_plus_1_5_ms": init_over_floor <= INIT_OVER_FLOOR_TARGET_MS,
+            "handshakes_per_cold_request": tls_row["handshakes_in_first_invocation"],
+        },
+    }))
+}
+
+/// The report's TLS table.
+pub fn print(r: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "cold start over TLS (local TLS front, test CA), {} fresh processes of each, taking turns",
+        r["cold_runs_each"]
+    );
+    println!(
+        "  {:<34} {:>9} {:>9} {:>9} {:>9}  {:>10}",
+        "variant", "init", "first", "first p90", "spawn→ans", "handshakes"
+    );
+    for row in r["cold"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<34} {:>6.2} ms {:>6.2} ms {:>6.2} ms {:>6.2} ms  {:>4} + {:<4}",
+            row["variant"].as_str().unwrap_or("?"),
+            f(&row["init_ms"]["p50"]),
+            f(&row["first_invocation_ms"]["p50"]),
+            f(&row["first_invocation_ms"]["p90"]),
+            f(&row["spawn_to_response_ms"]["p50"]),
+            row["handshakes_at_init"],
+            row["handshakes_in_first_invocation"],
+        );
+    }
+    println!("  (medians; handshakes: during init + during the first invocation)");
+    let t = &r["targets"];
+    println!(
+        "  warm success over TLS: p50 {:.2} ms, p99 {:.2} ms; connections opened by {} warm requests: {}",
+        f(&r["warm_success_latency_ms"]["p50"]),
+        f(&r["warm_success_latency_ms"]["p99"]),
+        r["warm_success_latency_ms"]["n"],
+        r["warm_new_connections"],
+    );
+    let verdict = |ok: &Value| {
+        if ok.as_bool() == Some(true) {
+            "met"
+        } else {
+            "NOT MET"
+        }
+    };
+    println!(
+        "  target first invocation <= warm p50 + {FIRST_OVER_WARM_TARGET_MS} ms: {:+.2} ms, {}",
+        f(&t["first_invocation_minus_warm_p50_ms"]),
+        verdict(&t["first_invocation_within_warm_plus_5_ms"])
+    );
+    println!(
+        "  target init <= floor + {INIT_OVER_FLOOR_TARGET_MS} ms: {:+.2} ms, {}",
+        f(&t["init_minus_floor_ms"]),
+        verdict(&t["init_within_floor_plus_1_5_ms"])
+    );
+    println!(
+        "  target a warm request opens no connection: {}",
+        verdict(&t["warm_opens_no_connection"])
+    );
+}
