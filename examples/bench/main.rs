@@ -104,8 +104,11 @@ struct Bench {
     db: aws_sdk_dynamodb::Client,
     tables: send_email_code::aws::tables::TableNames,
     calls: Calls,
+    /// The counting proxies (plain HTTP), behind the TLS fronts.
     dynamodb_url: String,
     ses_url: String,
+    /// What every function process talks to, as on Lambda.
+    fronts: tls::Fronts,
     serial: u64,
     callers: usize,
 }
@@ -118,8 +121,9 @@ impl Bench {
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
             ("AWS_LAMBDA_LOG_LEVEL", "WARN".into()),
-            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_url.clone()),
-            ("AWS_ENDPOINT_URL_SESV2", self.ses_url.clone()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.fronts.dynamodb_url()),
+            ("AWS_ENDPOINT_URL_SESV2", self.fronts.ses_url()),
+            ("TLS_EXTRA_ROOTS_FILE", self.fronts.ca_file()),
             ("CHALLENGES_TABLE", self.tables.challenges.clone()),
             ("USERS_TABLE", self.tables.users.clone()),
             ("RATE_LIMIT_TABLE", self.tables.rate_limits.clone()),
@@ -850,6 +854,7 @@ async fn main() -> Result<(), String> {
         db,
         tables,
         calls,
+        fronts: tls::Fronts::start(&dynamodb_url, &ses_url).await?,
         dynamodb_url,
         ses_url,
         serial: 0,

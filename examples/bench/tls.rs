@@ -1,10 +1,11 @@
-//! The cold start as Lambda runs it, over TLS: the stand-ins behind TLS
-//! fronts (harness/src/tls_front.rs, a CA made for this run, trusted through
-//! `TLS_EXTRA_ROOTS_FILE`), in front of the counting proxies. Fresh
-//! processes of each variant take turns with plain HTTP, so all see the same
-//! machine: the release bootstrap as built (no jitter entropy), the same code
-//! built with aws-lc's jitter entropy (`--jitter-bootstrap`), and each
-//! `PRECONNECT` choice. A warm process over TLS gives the latency the first
+//! TLS, as Lambda's calls all are. Every function process of the benchmark
+//! talks to the stand-ins through TLS fronts (harness/src/tls_front.rs, with
+//! a CA made for this run and trusted through `TLS_EXTRA_ROOTS_FILE`) placed
+//! before the counting proxies. Here, the cold start: fresh processes of
+//! each variant take turns with the same binary over plain HTTP, so all see
+//! the same machine: the release bootstrap as built (no jitter entropy),
+//! the same code built with aws-lc's jitter entropy (`--jitter-bootstrap`),
+//! and each `PRECONNECT` choice. A warm process gives the latency the first
 //! invocation is compared with, and proves that warm requests open no
 //! connection.
 
@@ -40,15 +41,15 @@ impl Drop for TempDir {
 }
 
 impl Fronts {
-    /// Fronts before the bench's counting proxies.
-    pub async fn start(bench: &Bench) -> Result<Self, String> {
+    /// Fronts before the counting proxies at these (plain HTTP) URLs.
+    pub async fn start(dynamodb: &str, ses: &str) -> Result<Self, String> {
         let ca = TestCa::new();
         let dir =
             std::env::temp_dir().join(format!("send-email-code-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let ca_file = ca.write_pem(&dir).to_string_lossy().into_owned();
-        let front = |upstream: String| {
-            let cert = ca.server_cert(Flaw::None);
+        let front = |upstream: &str| {
+            let (upstream, cert) = (upstream.to_string(), ca.server_cert(Flaw::None));
             async move {
                 TlsFront::start(&upstream, cert)
                     .await
@@ -56,11 +57,24 @@ impl Fronts {
             }
         };
         Ok(Self {
-            dynamodb: front(bench.dynamodb_url.clone()).await?,
-            ses: front(bench.ses_url.clone()).await?,
+            dynamodb: front(dynamodb).await?,
+            ses: front(ses).await?,
             ca_file,
             _dir: TempDir(dir),
         })
+    }
+
+    pub fn dynamodb_url(&self) -> String {
+        self.dynamodb.url()
+    }
+
+    pub fn ses_url(&self) -> String {
+        self.ses.url()
+    }
+
+    /// The test CA's PEM file, for `TLS_EXTRA_ROOTS_FILE`.
+    pub fn ca_file(&self) -> String {
+        self.ca_file.clone()
     }
 
     /// TLS handshakes completed on both fronts so far.
@@ -68,14 +82,9 @@ impl Fronts {
         self.dynamodb.handshakes() + self.ses.handshakes()
     }
 
-    /// The variables that send the function through the fronts.
-    fn vars(&self, preconnect: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb.url()),
-            ("AWS_ENDPOINT_URL_SESV2", self.ses.url()),
-            ("TLS_EXTRA_ROOTS_FILE", self.ca_file.clone()),
-            ("PRECONNECT", preconnect.to_string()),
-        ]
+    /// Connections accepted by both fronts so far.
+    fn accepted(&self) -> usize {
+        self.dynamodb.accepted() + self.ses.accepted()
     }
 }
 
@@ -96,14 +105,15 @@ struct Cold {
     first_handshakes: usize,
 }
 
-async fn cold(bench: &Bench, fronts: &Fronts, v: &Variant, event: Value) -> Result<Cold, String> {
+async fn cold(bench: &Bench, v: &Variant, event: Value) -> Result<Cold, String> {
+    let fronts = &bench.fronts;
     let mut api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
-    let vars = if v.tls {
-        fronts.vars(v.preconnect)
-    } else {
-        vec![("PRECONNECT", v.preconnect.to_string())]
-    };
-    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut extra = vec![("PRECONNECT", v.preconnect)];
+    if !v.tls {
+        // Straight to the counting proxies.
+        extra.push(("AWS_ENDPOINT_URL_DYNAMODB", bench.dynamodb_url.as_str()));
+        extra.push(("AWS_ENDPOINT_URL_SESV2", bench.ses_url.as_str()));
+    }
     let before = fronts.handshakes();
     let spawned = Instant::now();
     let mut child = bench.spawn_with(&v.binary, &api, &extra)?;
@@ -131,22 +141,15 @@ async fn cold(bench: &Bench, fronts: &Fronts, v: &Variant, event: Value) -> Resu
 
 /// Warm success latency over TLS in one process, and the connections the
 /// measured requests opened.
-async fn warm(
-    bench: &mut Bench,
-    fronts: &Fronts,
-    binary: &str,
-    n: usize,
-) -> Result<(Vec<f64>, usize), String> {
+async fn warm(bench: &mut Bench, binary: &str, n: usize) -> Result<(Vec<f64>, usize), String> {
     let mut api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
-    let vars = fronts.vars("first-request");
-    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut child = bench.spawn_with(binary, &api, &extra)?;
+    let mut child = bench.spawn(binary, &api)?;
     api.ready(LIMIT).await.ok_or("the function never polled")?;
     for id in bench.fresh_challenges(HEAT).await? {
         let caller = bench.caller();
         invoke(bench, &api, post(&id, &caller), 200).await?;
     }
-    let before = fronts.dynamodb.accepted() + fronts.ses.accepted();
+    let before = bench.fronts.accepted();
     let mut latencies = Vec::with_capacity(n);
     for id in bench.fresh_challenges(n).await? {
         let caller = bench.caller();
@@ -154,7 +157,7 @@ async fn warm(
             .await?
             .latency));
     }
-    let opened = fronts.dynamodb.accepted() + fronts.ses.accepted() - before;
+    let opened = bench.fronts.accepted() - before;
     let _ = child.kill().await;
     Ok((latencies, opened))
 }
@@ -170,9 +173,8 @@ pub async fn measure(
     warm_requests: usize,
     floor_init_p50: f64,
 ) -> Result<Value, String> {
-    let fronts = Fronts::start(bench).await?;
     eprintln!("TLS: warm process, {warm_requests} success requests");
-    let (warm_latencies, warm_opened) = warm(bench, &fronts, bootstrap, warm_requests).await?;
+    let (warm_latencies, warm_opened) = warm(bench, bootstrap, warm_requests).await?;
 
     let variant = |name, binary: &str, tls, preconnect| Variant {
         name,
@@ -203,7 +205,7 @@ pub async fn measure(
         for (v, runs) in variants.iter().zip(results.iter_mut()) {
             let id = bench.fresh_challenges(1).await?.remove(0);
             let caller = bench.caller();
-            runs.push(cold(bench, &fronts, v, post(&id, &caller)).await?);
+            runs.push(cold(bench, v, post(&id, &caller)).await?);
             // The killed process's connections close before the next run.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
