@@ -39,7 +39,16 @@ pub fn memory_mb() -> f64 {
             "[arm64]",
             "the cost table uses Arm prices"
         );
-        value("MemorySize:")
+        // On demand: `!If [OnManagedInstances, <managed>, <on demand>]`
+        // gives the on-demand size last.
+        let memory = value("MemorySize:");
+        let on_demand = memory
+            .trim_end_matches(']')
+            .rsplit(',')
+            .next()
+            .unwrap_or(memory);
+        on_demand
+            .trim()
             .parse()
             .expect("MemorySize is a number of MB")
     })
