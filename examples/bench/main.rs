@@ -150,11 +150,24 @@ impl Bench {
         api: &RuntimeApi,
         extra: &[(&str, &str)],
     ) -> Result<Child, String> {
+        // BENCH_FUNCTION_LOGS=DIR keeps each process's output there (its
+        // log level is WARN, so a failure's line and little else).
+        let output = || match std::env::var_os("BENCH_FUNCTION_LOGS") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("{}.log", api.address()));
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from)
+            }
+            None => Stdio::null(),
+        };
         Command::new(binary)
             .envs(self.env(api))
             .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("{binary}: {e}"))
@@ -854,7 +867,7 @@ async fn main() -> Result<(), String> {
         db,
         tables,
         calls,
-        fronts: tls::Fronts::start(&dynamodb_url, &ses_url).await?,
+        fronts: tls::Fronts::start(&dynamodb_url, &ses_url, Duration::ZERO).await?,
         dynamodb_url,
         ses_url,
         serial: 0,
@@ -905,7 +918,7 @@ async fn main() -> Result<(), String> {
         o.jitter_bootstrap.as_deref(),
         o.cold,
         o.warm,
-        median(&floor.iter().map(|r| r.init_ms).collect::<Vec<_>>()),
+        &o.floor,
     )
     .await?;
 

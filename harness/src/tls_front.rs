@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -117,6 +118,7 @@ impl Default for TestCa {
 /// TCP to the upstream stand-in.
 pub struct TlsFront {
     address: SocketAddr,
+    setup_delay: Duration,
     accepted: Arc<AtomicUsize>,
     handshakes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
@@ -126,6 +128,18 @@ impl TlsFront {
     /// Starts a front that presents `cert` and relays to `upstream`
     /// (`http://host:port`, as the stand-ins' endpoint variables hold).
     pub async fn start(upstream: &str, cert: ServerCert) -> std::io::Result<Self> {
+        Self::start_delayed(upstream, cert, Duration::ZERO).await
+    }
+
+    /// The same, holding each new connection for `setup_delay` before its
+    /// handshake: on loopback a connection costs only CPU, while to an AWS
+    /// endpoint TCP and TLS 1.3 take two round trips before the request
+    /// can go. Requests on an open connection are not delayed.
+    pub async fn start_delayed(
+        upstream: &str,
+        cert: ServerCert,
+        setup_delay: Duration,
+    ) -> std::io::Result<Self> {
         let upstream = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -148,9 +162,16 @@ impl TlsFront {
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
+                    // As AWS endpoints and the SDK do: without it, Nagle's
+                    // algorithm holds the second write of a handshake flight
+                    // until the peer's delayed ACK, 40 ms later.
+                    let _ = client.set_nodelay(true);
                     let (acceptor, upstream, handshakes) =
                         (acceptor.clone(), upstream.clone(), handshakes.clone());
                     tokio::spawn(async move {
+                        if !setup_delay.is_zero() {
+                            tokio::time::sleep(setup_delay).await;
+                        }
                         // A refused handshake simply ends the connection: the
                         // client's error is what the tests look at.
                         let Ok(mut tls) = acceptor.accept(client).await else {
@@ -160,6 +181,7 @@ impl TlsFront {
                         let Ok(mut plain) = TcpStream::connect(upstream.as_str()).await else {
                             return;
                         };
+                        let _ = plain.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
                     });
                 }
@@ -167,6 +189,7 @@ impl TlsFront {
         });
         Ok(Self {
             address,
+            setup_delay,
             accepted,
             handshakes,
             task,
@@ -176,6 +199,11 @@ impl TlsFront {
     /// The endpoint URL to give the function: `https://localhost:PORT`.
     pub fn url(&self) -> String {
         format!("https://{HOST}:{}", self.address.port())
+    }
+
+    /// How long each new connection is held before its handshake.
+    pub fn setup_delay(&self) -> Duration {
+        self.setup_delay
     }
 
     /// TCP connections accepted so far.
