@@ -115,10 +115,18 @@ impl ExtraRoots {
         if certificates.is_empty() {
             return Err("names a file with no PEM certificate in it".into());
         }
+        // A key has no place in a file of roots, and would stay in memory.
+        const KEY: &[u8] = b"PRIVATE KEY-----";
+        if pem.windows(KEY.len()).any(|w| w == KEY) {
+            return Err("names a file that holds a private key: give it certificates only".into());
+        }
         let mut roots = rustls::RootCertStore::empty();
         for (n, certificate) in certificates.into_iter().enumerate() {
             roots.add(certificate).map_err(|_| {
-                format!("names a file whose certificate {} cannot be a root", n + 1)
+                format!(
+                    "names a file whose certificate {} is not a usable X.509 certificate",
+                    n + 1
+                )
             })?;
         }
         Ok(Self {
@@ -388,6 +396,12 @@ mod tests {
             vars.insert("PRECONNECT", word.into());
             assert_eq!(load(&vars).unwrap().preconnect, want);
         }
+        vars.insert("PRECONNECT", String::new());
+        assert_eq!(
+            load(&vars).unwrap().preconnect,
+            Preconnect::FirstRequest,
+            "empty counts as unset"
+        );
         for bad in ["INIT", "true", "first_request", " off"] {
             vars.insert("PRECONNECT", bad.into());
             assert_eq!(load(&vars).unwrap_err().variable, "PRECONNECT", "{bad}");
@@ -565,10 +579,7 @@ mod tests {
     }
 
     fn test_ca_pem() -> String {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        params.self_signed(&key).unwrap().pem()
+        harness::tls_front::TestCa::new().pem().to_string()
     }
 
     #[test]
@@ -615,7 +626,13 @@ mod tests {
             "{good}-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n"
         );
         let not_x509 = roots_file("not-x509", not_x509.as_bytes());
-        assert!(extra_roots_problem(&not_x509).contains("certificate 2 cannot be a root"));
+        assert!(extra_roots_problem(&not_x509).contains("certificate 2 is not a usable"));
+        let with_key = format!(
+            "{good}{}",
+            rcgen::KeyPair::generate().unwrap().serialize_pem()
+        );
+        let with_key = roots_file("with-key", with_key.as_bytes());
+        assert!(extra_roots_problem(&with_key).contains("private key"));
         let huge = roots_file("huge", &vec![b'#'; MAX_EXTRA_ROOTS_BYTES + 1]);
         assert!(extra_roots_problem(&huge).contains("too big"));
         let just_fits = format!("{good}{}", "#".repeat(MAX_EXTRA_ROOTS_BYTES - good.len()));

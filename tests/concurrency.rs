@@ -57,6 +57,9 @@ impl Function {
                     // One long window: a run cannot straddle a window
                     // boundary unless it starts within seconds of midnight UTC.
                     .env("RATE_LIMIT_WINDOW_SECONDS", "86400")
+                    // The gate in front of SES counts what it holds: an
+                    // early connection's HEAD must not count as a send.
+                    .env("PRECONNECT", "off")
                     .envs(extra.iter().copied());
             })
             .await,

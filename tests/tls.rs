@@ -129,13 +129,17 @@ async fn with_the_opt_in_the_whole_path_works_and_warm_requests_open_no_connecti
         "every connection completed its handshake"
     );
     // Round 1 runs two DynamoDB calls at once and the reservation round
-    // three; one connection per call in flight, never more.
+    // three; one early connection (PRECONNECT) is opened beside round 1 for
+    // round 2 and one for SES. A connection still on its way back to the
+    // pool when the next round starts can make the client open one more,
+    // so the bound allows one extra per service; the bench reports 4 in
+    // the median run.
     assert!(
-        (2..=3).contains(&cold.0),
+        (2..=4).contains(&cold.0),
         "DynamoDB connections opened by the cold request: {}",
         cold.0
     );
-    assert_eq!(cold.1, 1, "one SES connection");
+    assert!((1..=2).contains(&cold.1), "SES connections: {}", cold.1);
     eprintln!(
         "cold success: {} DynamoDB + {} SES handshakes",
         cold.0, cold.1

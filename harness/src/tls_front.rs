@@ -118,7 +118,6 @@ impl Default for TestCa {
 /// TCP to the upstream stand-in.
 pub struct TlsFront {
     address: SocketAddr,
-    setup_delay: Duration,
     accepted: Arc<AtomicUsize>,
     handshakes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
@@ -189,7 +188,6 @@ impl TlsFront {
         });
         Ok(Self {
             address,
-            setup_delay,
             accepted,
             handshakes,
             task,
@@ -199,11 +197,6 @@ impl TlsFront {
     /// The endpoint URL to give the function: `https://localhost:PORT`.
     pub fn url(&self) -> String {
         format!("https://{HOST}:{}", self.address.port())
-    }
-
-    /// How long each new connection is held before its handshake.
-    pub fn setup_delay(&self) -> Duration {
-        self.setup_delay
     }
 
     /// TCP connections accepted so far.

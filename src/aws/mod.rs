@@ -216,23 +216,12 @@ pub async fn warm_up(sdk: &SdkConfig) -> (usize, EarlyConnections) {
         .interceptor(ses_stop.clone())
         .send()
         .await;
-    let mut early = EarlyConnections::default();
-    let mut warmed = 0;
-    for (stop, count) in [(&dynamodb_stop, 1), (&ses_stop, 1)] {
-        let seen = stop
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((origin, connector)) = seen {
-            warmed += 1;
-            early.targets.push(Target {
-                origin,
-                connector,
-                count,
-            });
-        }
-    }
+    let early = EarlyConnections {
+        dynamodb: dynamodb_stop.target(),
+        ses: ses_stop.target(),
+        ..EarlyConnections::default()
+    };
+    let warmed = usize::from(early.dynamodb.is_some()) + usize::from(early.ses.is_some());
     (warmed, early)
 }
 
@@ -243,7 +232,17 @@ pub async fn warm_up(sdk: &SdkConfig) -> (usize, EarlyConnections) {
 /// the endpoint's origin.
 #[derive(Debug, Clone, Default)]
 struct StopBeforeSending {
-    seen: Arc<Mutex<Option<(String, SharedHttpConnector)>>>,
+    seen: Arc<Mutex<Option<Target>>>,
+}
+
+impl StopBeforeSending {
+    /// What the stopped request would have used, if it got that far.
+    fn target(&self) -> Option<Target> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Intercept for StopBeforeSending {
@@ -266,16 +265,18 @@ impl Intercept for StopBeforeSending {
             settings.set_connect_timeout(timeouts.connect_timeout());
             settings.set_read_timeout(timeouts.read_timeout());
             let connector = client.http_connector(&settings.build(), runtime_components);
-            let uri = context.request().uri();
-            let origin = match uri.find("://").map(|at| at + 3) {
-                Some(start) => match uri[start..].find('/') {
-                    Some(path) => &uri[..start + path],
-                    None => uri,
-                },
-                None => uri,
-            };
-            *self.seen.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((format!("{origin}/"), connector));
+            // Scheme, host and port only: the pool keys connections by them,
+            // and a path or user info of a custom endpoint has no place here.
+            let origin = url::Url::parse(context.request().uri())
+                .ok()
+                .map(|url| url.origin())
+                .filter(url::Origin::is_tuple);
+            if let Some(origin) = origin {
+                *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(Target {
+                    origin: format!("{}/", origin.ascii_serialization()),
+                    connector,
+                });
+            }
         }
         Err("warm-up request stopped before sending".into())
     }
@@ -287,32 +288,49 @@ impl Intercept for StopBeforeSending {
 /// TCP and TLS handshakes) waits in their pool for the next call. The
 /// answer itself (whatever its status) is not read; the request carries no
 /// credentials and does nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EarlyConnections {
-    targets: Vec<Target>,
+    dynamodb: Option<Target>,
+    ses: Option<Target>,
+    /// DynamoDB connections to open: 1 beside round 1 (which opens two).
+    dynamodb_count: usize,
     started: Arc<AtomicBool>,
 }
 
-/// One service's endpoint, its connector, and how many connections to open.
+impl Default for EarlyConnections {
+    fn default() -> Self {
+        Self {
+            dynamodb: None,
+            ses: None,
+            dynamodb_count: 1,
+            started: Arc::default(),
+        }
+    }
+}
+
+/// One service's endpoint origin and the connector its calls use.
 #[derive(Debug, Clone)]
 struct Target {
     origin: String,
     connector: SharedHttpConnector,
-    count: usize,
 }
 
 impl EarlyConnections {
-    /// The same, with `count` connections to DynamoDB (the first target).
+    /// The same, with `count` connections to DynamoDB.
     pub fn with_dynamodb(mut self, count: usize) -> Self {
-        if let Some(first) = self.targets.first_mut() {
-            first.count = count;
-        }
+        self.dynamodb_count = count;
         self
+    }
+
+    /// Each target with the number of connections to open to it.
+    fn targets(&self) -> impl Iterator<Item = (&Target, usize)> {
+        let dynamodb = self.dynamodb.iter().map(|t| (t, self.dynamodb_count));
+        dynamodb.chain(self.ses.iter().map(|t| (t, 1)))
     }
 
     /// How many connections [`Self::open_within`] would open.
     pub fn len(&self) -> usize {
-        self.targets.iter().map(|t| t.count).sum()
+        self.targets().map(|(_, count)| count).sum()
     }
 
     /// True when there is nothing to open (no warm-up, or `PRECONNECT=off`).
@@ -324,14 +342,20 @@ impl EarlyConnections {
     /// returns how many were answered in time.
     pub async fn open_within(&self, limit: Duration) -> usize {
         let mut opening = tokio::task::JoinSet::new();
-        for target in &self.targets {
-            for _ in 0..target.count {
+        for (target, count) in self.targets() {
+            for _ in 0..count {
                 let (origin, connector) = (target.origin.clone(), target.connector.clone());
                 opening.spawn(async move {
                     let mut request = HttpRequest::new(SdkBody::empty());
                     request.set_method("HEAD").ok()?;
                     request.set_uri(origin.as_str()).ok()?;
-                    connector.call(request).await.ok()
+                    // The connector has a connect timeout but no read
+                    // timeout: a server that never answers must not keep
+                    // this task (and its socket) forever.
+                    tokio::time::timeout(OPERATION_TIMEOUT, connector.call(request))
+                        .await
+                        .ok()?
+                        .ok()
                 });
             }
         }
@@ -344,7 +368,7 @@ impl EarlyConnections {
         })
         .await;
         // Past the limit, the ones still opening go on in the background
-        // (they end with the connect timeout at the latest).
+        // (for at most OPERATION_TIMEOUT each).
         opening.detach_all();
         answered.unwrap_or(0)
     }
@@ -476,16 +500,16 @@ mod tests {
             .timeout_config(timeouts())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(format!("http://{address}"))
+            .endpoint_url(format!("http://{address}/prefix"))
             .load()
             .await;
         let (warmed, early) = warm_up(&sdk).await;
         assert_eq!(warmed, 2, "both requests got as far as sending");
         assert_eq!(early.len(), 2, "one early connection to each service");
-        assert!(early
-            .targets
-            .iter()
-            .all(|t| t.origin == format!("http://{address}/")));
+        for target in [&early.dynamodb, &early.ses] {
+            let origin = target.as_ref().map(|t| t.origin.as_str());
+            assert_eq!(origin, Some(format!("http://{address}/").as_str()));
+        }
         match listener.accept() {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             other => panic!("the warm-up opened a connection: {other:?}"),
