@@ -127,6 +127,11 @@ pub async fn function_sdk_config(config: &Config) -> (SdkConfig, EarlyConnection
     }
     let (sdk, credentials_from_environment) = load(&TrustRoots::from_config(config)).await;
     if !credentials_from_environment {
+        if config.preconnect != Preconnect::Off {
+            tracing::info!(
+                "PRECONNECT opens nothing here: the credentials are not in the environment, so the warm-up that finds the endpoints did not run"
+            );
+        }
         return (sdk, EarlyConnections::default());
     }
     let (warmed, early) = warm_up(&sdk).await;
