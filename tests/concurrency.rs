@@ -57,9 +57,6 @@ impl Function {
                     // One long window: a run cannot straddle a window
                     // boundary unless it starts within seconds of midnight UTC.
                     .env("RATE_LIMIT_WINDOW_SECONDS", "86400")
-                    // The gate in front of SES counts what it holds: an
-                    // early connection's HEAD must not count as a send.
-                    .env("PRECONNECT", "off")
                     .envs(extra.iter().copied());
             })
             .await,
@@ -142,11 +139,16 @@ impl Relay {
         let Some(request) = read_request(&mut client).await else {
             return;
         };
-        self.seen
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(&request).into_owned());
-        if !*self.open.borrow() {
+        // The function's early connection (PRECONNECT, on by default) opens
+        // with a HEAD: no AWS call, so neither seen nor held.
+        let call = !request.starts_with(b"HEAD ");
+        if call {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&request).into_owned());
+        }
+        if call && !*self.open.borrow() {
             {
                 let mut held = self.held.lock().unwrap();
                 *held += 1;

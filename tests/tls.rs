@@ -88,13 +88,23 @@ impl Function {
         )
     }
 
+    /// The same, trusting the fronts' CA (`TLS_EXTRA_ROOTS_FILE`).
+    async fn trusting(fronts: &Fronts, extra: &[(&str, &str)]) -> Self {
+        let ca = fronts.ca_path();
+        let mut vars = vec![("TLS_EXTRA_ROOTS_FILE", ca.as_str())];
+        vars.extend_from_slice(extra);
+        Self::start(fronts, &vars).await
+    }
+
+    /// The status of a POST for `challenge` from a new caller.
     async fn status(&self, challenge: &str) -> u64 {
-        let inv = self
-            .0
-            .api
-            .invoke(with_caller(post(challenge), &random_ip()), LIMIT)
+        self.answer(with_caller(post(challenge), &random_ip()))
             .await
-            .expect("an answer");
+    }
+
+    /// The status of `event`.
+    async fn answer(&self, event: serde_json::Value) -> u64 {
+        let inv = self.0.api.invoke(event, LIMIT).await.expect("an answer");
         inv.response["statusCode"].as_u64().unwrap_or(0)
     }
 
@@ -107,8 +117,7 @@ impl Function {
 async fn with_the_opt_in_the_whole_path_works_and_warm_requests_open_no_connection() {
     let env = Env::new().await;
     let fronts = Fronts::start(Flaw::None, Flaw::None).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(&fronts, &[("TLS_EXTRA_ROOTS_FILE", ca.as_str())]).await;
+    let function = Function::trusting(&fronts, &[]).await;
     assert_eq!(
         fronts.accepted(),
         (0, 0),
@@ -205,8 +214,7 @@ async fn tls_system_roots_still_trusts_the_system_store() {
 async fn refused_on_dynamodb(flaw: Flaw, reason: &str) {
     let env = Env::new().await;
     let fronts = Fronts::start(flaw, Flaw::None).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(&fronts, &[("TLS_EXTRA_ROOTS_FILE", ca.as_str())]).await;
+    let function = Function::trusting(&fronts, &[]).await;
     let (challenge, _, address) = env.email_challenge().await;
     assert_eq!(function.status(&challenge).await, 503);
     let out = function.stop().await;
@@ -232,8 +240,7 @@ async fn an_expired_certificate_is_refused() {
 async fn a_refused_ses_certificate_gives_the_reservation_back() {
     let env = Env::new().await;
     let fronts = Fronts::start(Flaw::None, Flaw::Expired).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(&fronts, &[("TLS_EXTRA_ROOTS_FILE", ca.as_str())]).await;
+    let function = Function::trusting(&fronts, &[]).await;
     let (challenge, _, address) = env.email_challenge().await;
     assert_eq!(function.status(&challenge).await, 503);
     let out = function.stop().await;
@@ -260,8 +267,13 @@ async fn accepted_reaches(fronts: &Fronts, want: (usize, usize)) -> (usize, usiz
 #[tokio::test]
 async fn the_first_request_opens_the_connections_later_rounds_need_beside_round_one() {
     let fronts = Fronts::start(Flaw::None, Flaw::None).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(&fronts, &[("TLS_EXTRA_ROOTS_FILE", ca.as_str())]).await;
+    let function = Function::trusting(&fronts, &[]).await;
+    // A body without a challenge id: the caller's counter only, nothing
+    // opened ahead.
+    let bad_body = with_caller(event("http-api-invalid-json.json"), &random_ip());
+    assert_eq!(function.answer(bad_body).await, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fronts.accepted(), (1, 0), "the counter's connection only");
     // A challenge id that does not exist: round 1 only (counter and read),
     // yet SES's connection and DynamoDB's third open beside it.
     assert_eq!(function.status("no-such-challenge").await, 400);
@@ -277,12 +289,7 @@ async fn the_first_request_opens_the_connections_later_rounds_need_beside_round_
 #[tokio::test]
 async fn preconnect_off_opens_only_what_each_call_needs() {
     let fronts = Fronts::start(Flaw::None, Flaw::None).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(
-        &fronts,
-        &[("TLS_EXTRA_ROOTS_FILE", ca.as_str()), ("PRECONNECT", "off")],
-    )
-    .await;
+    let function = Function::trusting(&fronts, &[("PRECONNECT", "off")]).await;
     assert_eq!(function.status("no-such-challenge").await, 400);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fronts.accepted(), (2, 0), "round 1's two calls only");
@@ -293,15 +300,7 @@ async fn preconnect_off_opens_only_what_each_call_needs() {
 async fn preconnect_init_opens_every_connection_before_the_first_request() {
     let env = Env::new().await;
     let fronts = Fronts::start(Flaw::None, Flaw::None).await;
-    let ca = fronts.ca_path();
-    let function = Function::start(
-        &fronts,
-        &[
-            ("TLS_EXTRA_ROOTS_FILE", ca.as_str()),
-            ("PRECONNECT", "init"),
-        ],
-    )
-    .await;
+    let function = Function::trusting(&fronts, &[("PRECONNECT", "init")]).await;
     assert_eq!(fronts.handshakes(), (3, 1), "all done during init");
     let (challenge, _, _) = env.email_challenge().await;
     assert_eq!(function.status(&challenge).await, 200);

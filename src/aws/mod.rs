@@ -493,6 +493,19 @@ mod tests {
         }));
     }
 
+    /// The function's SDK set-up (client, trust store, timeouts) with test
+    /// credentials, pointed at `endpoint`.
+    async fn sdk_at(endpoint: String) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client(&TrustRoots::amazon()))
+            .timeout_config(timeouts())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+
     #[tokio::test]
     async fn warm_up_builds_both_clients_and_sends_nothing() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -500,14 +513,7 @@ mod tests {
         let address = listener.local_addr().expect("its address");
         // Building a client parses the trust store (the SDK panics on a
         // root it cannot use), and the warm-up request would connect here.
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client(&TrustRoots::amazon()))
-            .timeout_config(timeouts())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(format!("http://{address}/prefix"))
-            .load()
-            .await;
+        let sdk = sdk_at(format!("http://{address}/prefix")).await;
         let (warmed, early) = warm_up(&sdk).await;
         assert_eq!(warmed, 2, "both requests got as far as sending");
         assert_eq!(early.len(), 2, "one early connection to each service");
@@ -519,5 +525,42 @@ mod tests {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             other => panic!("the warm-up opened a connection: {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_early_connection_nobody_answers_is_closed_after_the_operation_timeout() {
+        use tokio::io::AsyncReadExt;
+        // A server that accepts and reads, and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("its address");
+        let (_, early) = warm_up(&sdk_at(format!("http://{address}")).await).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            early.open_within(Duration::from_millis(100)).await,
+            0,
+            "nothing answered within the limit"
+        );
+        for _ in 0..early.len() {
+            let (mut socket, _) = listener.accept().await.expect("a connection");
+            let mut buf = [0u8; 4096];
+            // Read the HEAD, then wait for the client to give up.
+            let closed = tokio::time::timeout(OPERATION_TIMEOUT * 2, async {
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "the unanswered connection stayed open");
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= OPERATION_TIMEOUT && waited < OPERATION_TIMEOUT * 2,
+            "closed after {waited:?}"
+        );
     }
 }
