@@ -72,7 +72,9 @@ use common::fault_proxy::{
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use send_email_code::http::event::to_request;
-use send_email_code::{aws, handle_traced, App, ReservationFate, Timestamp, Trace};
+use send_email_code::{
+    aws, handle_traced, verify, App, CodeEntry, EpochSeconds, ReservationFate, Timestamp, Trace,
+};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -2169,16 +2171,88 @@ impl World<'_> {
             committed.push((r.now.secs(), r));
             note(coverage, "entries checked");
         }
+        // The contract's promise as the login flow meets it: every code
+        // whose commit succeeded (answered 200, or a commit attempt the
+        // stand-in applied whatever the request answered) verifies through
+        // the library's own `verify`, over the whole map as stored, from
+        // its sending until its own expireAt, and not at that second.
+        let stored: Vec<(String, EpochSeconds)> = entries
+            .values()
+            .filter_map(|e| match e {
+                AttributeValue::M(f) => match (f.get("codeHash"), f.get("expireAt")) {
+                    (Some(AttributeValue::S(h)), Some(AttributeValue::N(x))) => {
+                        Some((h.clone(), EpochSeconds::parse(x)?))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let all = || {
+            stored.iter().map(|(h, x)| CodeEntry {
+                code_hash: h,
+                expire_at: *x,
+            })
+        };
         for r in &epoch {
-            if r.status == 200 {
-                let m = r.trace.message_id.as_deref().unwrap_or("");
-                if !entries.contains_key(m) {
+            let committed = self.ledger.of(r.tag).applied(Call::Commit) > 0;
+            if r.status != 200 && !committed {
+                continue;
+            }
+            let m = r.trace.message_id.as_deref().unwrap_or("");
+            if !entries.contains_key(m) {
+                return fail(format!(
+                    "request {} (answered {}, commit applied: {committed}) has no entry for its message {m:?}",
+                    r.tag, r.status
+                ));
+            }
+            let email = self
+                .inbox
+                .iter()
+                .find(|e| e["messageId"] == m)
+                .expect("accepted messages are in the inbox");
+            let digits = code_in(email).replace('-', "");
+            let expire_at =
+                (r.now.secs() + i64::from(self.limits.code_ttl)).min(c.expire_ms.div_euclid(1000));
+            // (Empty when the challenge ends within the second the code is
+            // sent: its entry's expireAt is then floor(challenge expireAt),
+            // as the contract's data section fixes.)
+            let lifetime = r.now.secs()..expire_at;
+            for at in [r.now.secs(), expire_at - 1]
+                .into_iter()
+                .filter(|at| lifetime.contains(at))
+            {
+                if !verify(
+                    SECRET.as_bytes(),
+                    &c.id,
+                    &digits,
+                    all(),
+                    Timestamp::from_secs(at),
+                ) {
                     return fail(format!(
-                        "request {} answered 200, but no entry holds its message {m}",
-                        r.tag
+                        "the code of message {m} does not verify at {at} (expireAt {expire_at})"
                     ));
                 }
             }
+            // Unless another email carried the same digits and lasts longer.
+            let hash = code_hash(&c.id, &digits);
+            let twin = stored
+                .iter()
+                .any(|(h, x)| *h == hash && x.floor_i64() > expire_at);
+            if !twin
+                && verify(
+                    SECRET.as_bytes(),
+                    &c.id,
+                    &digits,
+                    all(),
+                    Timestamp::from_secs(expire_at),
+                )
+            {
+                return fail(format!(
+                    "the code of message {m} still verifies at its expireAt {expire_at}"
+                ));
+            }
+            note(coverage, "codes verified through verify");
         }
         let latest = committed.iter().map(|(t, _)| *t).max();
         if n(&item, "lastCodeSentAt") != latest {
